@@ -1,0 +1,24 @@
+"""Remote provider clients (ComfyUI-free). Each is a :class:`nodes.core.request.Provider`.
+
+- :class:`DezgoClient` — Dezgo, synchronous, multipart uploads.
+- :class:`SDAPIClient` — Stable Diffusion API v3 (ModelsLab key), queued jobs.
+- :class:`ModelsLabClient` — ModelsLab v6 community models, queued jobs.
+- :class:`ImagePipelineClient` — ImagePipeline legacy API, queued jobs.
+
+Keys are resolved at call time (:mod:`nodes.core.keys`); hosts come from ``IMGEDIT_*_URL``
+(:mod:`.http`). Nothing here imports ComfyUI.
+"""
+
+from .dezgo import DezgoClient
+from .imagepipeline import ImagePipelineClient
+from .modelslab import ModelsLabClient
+from .sdapi import SDAPIClient
+
+CLIENTS = {
+    "dezgo": DezgoClient,
+    "sdapi": SDAPIClient,
+    "modelslab": ModelsLabClient,
+    "imagepipeline": ImagePipelineClient,
+}
+
+__all__ = ["DezgoClient", "SDAPIClient", "ModelsLabClient", "ImagePipelineClient", "CLIENTS"]

@@ -1,0 +1,387 @@
+"""Shared parsing and polling for the queued-job providers (ModelsLab v6, SD API v3, ImagePipeline).
+
+Their answers drift: ``message`` / ``messege``, ``output`` as ``""`` or a list, numbers as strings,
+``message`` as an object of field errors, ``status`` in any case (``success``, ``SUCCESS``,
+``processing``, ``PENDING``, ``failed``, ``FAILURE``...). :func:`parse_job` turns any of them into one
+:class:`JobState`; the body's ``status`` decides success, never only the HTTP code.
+
+:func:`poll` waits about ``eta`` (bounded 0.2-10 s, growing when no eta is given or the eta keeps
+being wrong) and fetches until the job is terminal or the deadline passes. :func:`collect_images`
+downloads the outputs (no key; 403/404 = not ready yet), decodes inline base64 and data: URIs,
+checks the NSFW flags and returns RGB tensors of the request's size.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import requests
+
+from ..errors import ContentFiltered, ProviderError, ProviderFailed
+from .http import HttpCall, NotReady, body_message, error_for, _retry_after_from
+
+log = logging.getLogger(__name__)
+
+SUCCESS = frozenset({"success", "succeeded", "completed", "complete", "done", "ok"})
+PROCESSING = frozenset({"processing", "pending", "queued", "started", "running", "in_progress", "in progress",
+                        "starting", "waiting"})
+FAILED = frozenset({"failed", "failure", "cancelled", "canceled", "rejected", "timeout"})
+ERROR = frozenset({"error"})
+
+MIN_WAIT_S = 0.2
+MAX_WAIT_S = 10.0
+
+
+# --------------------------------------------------------------------------------------------
+# Tolerant value readers
+
+
+def to_float(value: Any) -> Optional[float]:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        out = float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return out if out == out and out not in (float("inf"), float("-inf")) else None
+
+
+def to_int(value: Any) -> Optional[int]:
+    number = to_float(value)
+    return None if number is None else int(number)
+
+
+def to_bool(value: Any) -> Optional[bool]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return bool(value)
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "yes", "1", "y"):
+            return True
+        if low in ("false", "no", "0", "n", "", "none", "null"):
+            return False
+    return None
+
+
+def to_list(value: Any) -> list[str]:
+    """``""``/None -> [], a string -> [it], a list -> its non-empty strings."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v not in (None, "")]
+    return []
+
+
+def _flags(value: Any) -> list[bool]:
+    if isinstance(value, (list, tuple)):
+        return [bool(to_bool(v)) for v in value]
+    flag = to_bool(value)
+    return [] if flag is None else [flag]
+
+
+# --------------------------------------------------------------------------------------------
+# Job answers
+
+
+@dataclass
+class JobState:
+    """A provider's job answer, normalised."""
+
+    state: str  # "success" | "processing" | "error" | "failed"
+    job_id: Optional[str] = None
+    eta: Optional[float] = None
+    outputs: list[str] = field(default_factory=list)
+    future_links: list[str] = field(default_factory=list)
+    fetch_url: Optional[str] = None
+    message: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    nsfw: list[bool] = field(default_factory=list)
+    seed: Optional[int] = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    retry_after: Optional[float] = None
+    raw_status: str = ""
+    generation_time: Optional[float] = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state != "processing"
+
+
+_OUTPUT_KEYS = ("output", "download_urls", "output_urls", "images", "result_url", "image_url", "image")
+
+
+def parse_job(body: Any) -> JobState:
+    """Normalise a ModelsLab / SD API v3 / ImagePipeline job answer."""
+    if not isinstance(body, dict):
+        message, fields = body_message(body)
+        return JobState(state="error", message=message or "unexpected answer", fields=fields)
+    raw_status = str(body.get("status") or body.get("state") or "").strip()
+    low = raw_status.lower()
+    outputs: list[str] = []
+    for name in _OUTPUT_KEYS:
+        outputs = to_list(body.get(name))
+        if outputs:
+            break
+    job_id = body.get("id", body.get("request_id", body.get("job_id")))
+    job_id = None if job_id in (None, "") else str(job_id)
+    meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+    message, fields = body_message(body)
+    if low in SUCCESS:
+        state = "success"
+    elif low in PROCESSING:
+        state = "processing"
+    elif low in FAILED:
+        state = "failed"
+    elif low in ERROR:
+        state = "error"
+    elif not low and outputs:
+        state = "success"
+    elif job_id is not None and not fields:
+        # Unknown but non-error status with a job id: keep polling (bounded by the deadline).
+        state = "processing"
+    else:
+        state = "error"
+    eta = to_float(body.get("eta", body.get("estimated_time_seconds")))
+    seed = to_int(meta.get("seed")) if meta else None
+    if seed is None:
+        seed = to_int(body.get("seed"))
+    return JobState(
+        state=state,
+        job_id=job_id,
+        eta=eta,
+        outputs=outputs,
+        future_links=to_list(body.get("future_links")) or to_list(body.get("queued_image_urls")),
+        fetch_url=body.get("fetch_result") if isinstance(body.get("fetch_result"), str) else None,
+        message=message,
+        fields=fields,
+        nsfw=_flags(body.get("nsfw_content_detected", body.get("nsfw"))),
+        seed=seed,
+        meta=meta,
+        retry_after=_retry_after_from(None, body),
+        raw_status=raw_status,
+        generation_time=to_float(body.get("generationTime", body.get("generation_time"))),
+    )
+
+
+def job_error(service: str, job: JobState, status: Optional[int] = None) -> ProviderError:
+    return error_for(service, job.message or job.raw_status or "no message", status=status, fields=job.fields,
+                     retry_after=job.retry_after, state=job.state, job_id=job.job_id)
+
+
+def job_check(call: HttpCall, box: dict) -> Callable[[requests.Response], None]:
+    """A ``check`` for :meth:`HttpCall.request`: parse the body, raise on error/failed, keep the state."""
+
+    def check(response: requests.Response) -> None:
+        job = parse_job(call.json_of(response))
+        if job.state in ("error", "failed"):
+            raise job_error(call.service, job, status=response.status_code if response.status_code != 200 else None)
+        box["job"] = job
+
+    return check
+
+
+def submit(call: HttpCall, url: str, payload: dict, **kwargs: Any) -> JobState:
+    """POST a job (charged: never re-sent after a read timeout) and return its first state."""
+    box: dict = {}
+    call.request("POST", url, json=payload, idempotent=False, check=job_check(call, box), **kwargs)
+    job = box["job"]
+    call.job_id = job.job_id or call.job_id
+    return job
+
+
+# --------------------------------------------------------------------------------------------
+# Polling
+
+
+def next_wait(job: JobState, polls: int, *, min_wait: float = MIN_WAIT_S, max_wait: float = MAX_WAIT_S) -> float:
+    """How long to wait before poll ``polls + 1``: about ``eta`` when given, else a growing
+    interval (1, 1.5, 2.25 ... s); never less than a floor that grows while polls keep
+    answering "processing" (0.2, 0.4, 0.8 ... 2 s), always within ``min_wait``..``max_wait``."""
+    floor = min(2.0, min_wait * (2 ** polls))
+    wanted = job.eta if job.eta is not None and job.eta > 0 else min(max_wait, 1.0 * (1.5 ** polls))
+    return max(min_wait, min(max_wait, max(wanted, floor)))
+
+
+def poll(
+    call: HttpCall,
+    first: JobState,
+    fetch: Callable[[JobState], JobState],
+    *,
+    min_wait: float = MIN_WAIT_S,
+    max_wait: float = MAX_WAIT_S,
+) -> JobState:
+    """Wait and fetch until ``first``'s job is terminal; return the final (success) state.
+
+    Raises the job's typed error on error/failed, :class:`DeadlineExceeded` at the deadline and
+    :class:`Cancelled` within 0.2 s of a Cancel.
+    """
+    job = first
+    polls = 0
+    while job.state == "processing":
+        if job.job_id:
+            call.job_id = job.job_id
+        wait = next_wait(job, polls, min_wait=min_wait, max_wait=max_wait)
+        left = call.remaining()
+        if left <= 0.05:
+            call.close()
+            raise call.deadline_error()
+        # One last poll just before the deadline rather than giving up blind.
+        wait = min(wait, max(0.0, left - 0.05))
+        eta = f", ~{job.eta:.0f} s left" if job.eta is not None and job.eta >= 1 else ""
+        call.wait(wait, text=f"{call.label}: {job.raw_status.lower() or 'processing'}, {{elapsed:.0f}} s elapsed{eta}")
+        previous = job
+        job = fetch(job)
+        polls += 1
+        call.stats["polls"] = polls
+        if job.job_id is None:
+            job.job_id = previous.job_id
+        if not job.future_links:
+            job.future_links = previous.future_links
+    if job.state in ("error", "failed"):
+        raise job_error(call.service, job)
+    return job
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+def looks_like_image(data: bytes) -> bool:
+    return data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def _b64(text: str) -> Optional[bytes]:
+    text = text.strip()
+    if text.startswith("data:"):
+        head, _, text = text.partition(",")
+        if ";base64" not in head:
+            return None
+    text = "".join(text.split())
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def output_bytes(call: HttpCall, item: str) -> bytes:
+    """Image bytes from one output entry: a URL (downloaded without key, waiting while it answers
+    403/404), a data: URI, or inline base64 (a URL whose body is base64 text also works)."""
+    item = item.strip()
+    if item.startswith("data:") or "://" not in item[:16]:
+        data = _b64(item)
+        if data and looks_like_image(data):
+            return data
+        raise ProviderFailed(f"{call.label} returned an output that is neither a link nor an image.",
+                             provider=call.service)
+    waited_since: Optional[float] = None
+    pause = 0.5
+    while True:
+        try:
+            data = call.download(item)
+            break
+        except NotReady as not_ready:
+            now = time.monotonic()
+            waited_since = waited_since or now
+            if now - waited_since > call.http.not_ready_s:
+                raise ProviderFailed(
+                    f"{call.label}'s output link still answers HTTP {not_ready.status} after "
+                    f"{call.http.not_ready_s:.0f} s: run the edit again.",
+                    provider=call.service, status=not_ready.status) from None
+            call.wait(min(pause, max(0.0, call.remaining() - 0.05)),
+                      text=f"{call.label}: waiting for the output file, {{elapsed:.0f}} s elapsed",
+                      doing="the output download")
+            pause = min(2.0, pause * 1.5)
+    if looks_like_image(data):
+        return data
+    decoded = _b64(data[:64 * 1024 * 1024].decode("ascii", "ignore"))
+    if decoded and looks_like_image(decoded):
+        return decoded
+    raise ProviderFailed(f"{call.label}'s output link did not hold an image.", provider=call.service)
+
+
+def collect_images(
+    call: HttpCall,
+    job: JobState,
+    *,
+    samples: int,
+    size: tuple[int, int],
+    fail_on_nsfw: bool,
+) -> tuple[list[Any], list[str]]:
+    """Download/decode exactly ``samples`` images of ``size`` (width, height); returns (images, warnings)."""
+    from .. import images as img
+
+    warnings: list[str] = []
+    outputs = list(job.outputs)
+    if len(outputs) < samples:
+        raise ProviderFailed(
+            f"{call.label} returned {len(outputs)} image(s) where {samples} were asked for: run the edit again.",
+            provider=call.service)
+    if len(outputs) > samples:
+        warnings.append(f"{call.label} returned {len(outputs)} images for {samples} asked; the first {samples} were kept.")
+        outputs = outputs[:samples]
+    flagged = _nsfw_indices(job.nsfw, len(outputs))
+    if flagged:
+        which = ", ".join(str(i) for i in flagged)
+        if fail_on_nsfw:
+            raise ContentFiltered(
+                f"{call.label}'s safety checker flagged image(s) {which} as NSFW and replaced them; "
+                f"fail_on_nsfw is on, so the edit stopped (turn it off to get the replaced images).",
+                provider=call.service)
+        warnings.append(f"{call.label}'s safety checker flagged image(s) {which} as NSFW: the provider replaced them "
+                        f"(blank, blurred or captioned).")
+    width, height = size
+    pictures = []
+    for index, item in enumerate(outputs):
+        data = output_bytes(call, item)
+        try:
+            picture = img.decode_image(data)
+        except ProviderError:
+            raise
+        except Exception:
+            raise ProviderFailed(f"{call.label} sent image {index} in a format that could not be decoded.",
+                                 provider=call.service) from None
+        if int(picture.shape[0]) != height or int(picture.shape[1]) != width:
+            note = (f"{call.label} returned {int(picture.shape[1])}x{int(picture.shape[0])} where {width}x{height} "
+                    f"was sent; resized.")
+            if note not in warnings:
+                warnings.append(note)
+            picture = img.resize_image(picture, height, width)
+        pictures.append(picture)
+    return pictures, warnings
+
+
+def _nsfw_indices(flags: list[bool], count: int) -> list[int]:
+    if not flags:
+        return []
+    if len(flags) == 1 and count > 1:
+        return list(range(count)) if flags[0] else []
+    return [i for i, flag in enumerate(flags[:count]) if flag]
+
+
+__all__ = [
+    "JobState",
+    "parse_job",
+    "job_error",
+    "job_check",
+    "submit",
+    "next_wait",
+    "poll",
+    "output_bytes",
+    "collect_images",
+    "looks_like_image",
+    "to_float",
+    "to_int",
+    "to_bool",
+    "to_list",
+]

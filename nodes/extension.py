@@ -1,0 +1,36 @@
+"""The pack's ComfyExtension: collects the node classes of every node module."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import edit_nodes, local_nodes, mask_nodes, provider_nodes
+
+
+def _server_side_setup() -> None:
+    """The /imgedit/keys route and the sample inputs; guarded so a failure never breaks ComfyUI's start."""
+    try:
+        from .key_routes import register_with_comfyui
+
+        register_with_comfyui()
+    except Exception:  # pragma: no cover - only inside ComfyUI
+        pass
+    try:
+        from .assets import install_sample_inputs
+
+        install_sample_inputs()
+    except Exception:  # pragma: no cover
+        pass
+
+
+_server_side_setup()
+
+
+class ImgEditExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [
+            *mask_nodes.NODES,
+            *provider_nodes.NODES,
+            *local_nodes.NODES,
+            *edit_nodes.NODES,
+        ]

@@ -1,0 +1,163 @@
+"""The ``/imgedit/keys`` route on ComfyUI's server: set or clear a provider's API key from the browser.
+
+* ``GET /imgedit/keys`` answers only which key-owning services have a key, e.g.
+  ``{"keys": {"dezgo": true, "modelslab": false, "imagepipeline": false}}`` (env var or key file).
+* ``POST /imgedit/keys`` with a small JSON body ``{"service": "dezgo", "key": "..."}`` stores the key
+  in ``<ComfyUI user dir>/imgedit/keys.json`` (via :mod:`nodes.core.keys`: atomic, mode 0600);
+  ``{"service": "dezgo", "key": ""}`` or ``{"service": "dezgo", "clear": true}`` removes it.
+
+A key is never sent back, logged or put in an error message. Bodies over :data:`MAX_BODY` bytes get
+413, non-JSON content types 415 (a cross-site form cannot send ``application/json`` without a CORS
+preflight, which ComfyUI does not grant), unknown services or malformed keys 400.
+
+The handlers are plain functions of ``(request, user_dir)`` so tests drive them with aiohttp's test
+utilities without ComfyUI; :func:`register` adds them to ``PromptServer.instance.routes`` and reads
+the user directory from ``folder_paths`` at request time. aiohttp is imported lazily (it is a
+ComfyUI dependency, not the pack's).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from .core import keys as keystore
+from .core.errors import InputError
+
+log = logging.getLogger("comfyui_imgedit")
+
+ROUTE = "/imgedit/keys"
+#: Largest accepted request body, bytes.
+MAX_BODY = 4096
+#: Accepted key shape: 8..256 printable ASCII characters, no spaces, quotes, backslashes or <>.
+KEY_PATTERN = re.compile(r"[!#$%&()*+,\-./0-9:;=?@A-Z\[\]^_a-z{|}~]{8,256}")
+#: Service names accepted in a POST (``sdapi`` shares ModelsLab's key).
+SERVICES = tuple(keystore.KEY_ENV) + tuple(keystore.KEY_ALIASES)
+
+PathLike = Union[str, Path]
+
+
+def _json(status: int, payload: dict):
+    from aiohttp import web
+
+    return web.json_response(payload, status=status, headers={"Cache-Control": "no-store"})
+
+
+def key_status(user_dir: Optional[PathLike]) -> dict[str, bool]:
+    """``{service: has_key}`` for every key-owning service; never a key."""
+    return {name: bool(flag) for name, flag in keystore.services_with_keys(user_dir).items()}
+
+
+async def get_keys(request, user_dir: Optional[PathLike]):
+    """``GET /imgedit/keys`` -> ``{"keys": {service: bool}}``."""
+    return _json(200, {"keys": key_status(user_dir)})
+
+
+async def _read_body(request) -> tuple[Optional[bytes], Optional[Any]]:
+    """The raw body, or ``(None, error response)`` when too large."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        return None, _json(413, {"error": f"request body too large (max {MAX_BODY} bytes)."})
+    body = await request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        return None, _json(413, {"error": f"request body too large (max {MAX_BODY} bytes)."})
+    return body, None
+
+
+async def post_keys(request, user_dir: PathLike):
+    """``POST /imgedit/keys``: set (``key``) or clear (``key: ""`` / ``clear: true``) one service's key."""
+    body, error = await _read_body(request)
+    if error is not None:
+        return error
+    if request.content_type != "application/json":
+        return _json(415, {"error": "send the key as JSON (Content-Type: application/json)."})
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _json(400, {"error": "the body is not valid JSON."})
+    if not isinstance(data, dict):
+        return _json(400, {"error": 'send a JSON object: {"service": "...", "key": "..."}.'})
+    unknown_fields = set(data) - {"service", "key", "clear"}
+    if unknown_fields:
+        return _json(400, {"error": f"unknown field(s): {', '.join(sorted(map(str, unknown_fields)))[:200]}."})
+
+    service = data.get("service")
+    if not isinstance(service, str) or service.strip().lower() not in SERVICES:
+        return _json(400, {"error": f"unknown service; use one of {', '.join(SERVICES)}."})
+    service = service.strip().lower()
+    owner = keystore.KEY_ALIASES.get(service, service)
+
+    clear = data.get("clear", False)
+    if not isinstance(clear, bool):
+        return _json(400, {"error": '"clear" must be true or false.'})
+    key = data.get("key", "")
+    if key is None:
+        key = ""
+    if not isinstance(key, str):
+        return _json(400, {"error": '"key" must be a string.'})
+    key = key.strip()
+
+    try:
+        if clear or not key:
+            if clear and key:
+                return _json(400, {"error": 'send either "key" or "clear": true, not both.'})
+            keystore.clear_key(service, user_dir)
+            log.info("ImgEdit: cleared the stored %s API key.", owner)
+            action = "cleared"
+        else:
+            if not KEY_PATTERN.fullmatch(key):
+                return _json(400, {"error": "that does not look like an API key: use 8 to 256 printable "
+                                            "characters without spaces or quotes."})
+            keystore.save_key(service, key, user_dir)
+            log.info("ImgEdit: stored a %s API key in the user directory.", owner)
+            action = "saved"
+    except InputError as exc:
+        return _json(400, {"error": keystore.redact(exc, key)})
+    except OSError as exc:
+        return _json(500, {"error": f"could not write the key file ({type(exc).__name__})."})
+    return _json(200, {"ok": True, "service": owner, "action": action, "keys": key_status(user_dir)})
+
+
+def comfy_user_dir() -> str:
+    """ComfyUI's user directory (``--user-directory`` or ``<base>/user``)."""
+    import folder_paths  # ComfyUI's module; only inside ComfyUI
+
+    return folder_paths.get_user_directory()
+
+
+def register(routes, user_dir: Optional[Callable[[], PathLike]] = None) -> bool:
+    """Add ``GET``/``POST /imgedit/keys`` to an aiohttp ``RouteTableDef`` (ComfyUI's
+    ``PromptServer.instance.routes``; ComfyUI also serves it under ``/api``). Idempotent."""
+    for existing in routes:
+        if getattr(existing, "path", None) == ROUTE:
+            return False
+    user_dir_fn = user_dir or comfy_user_dir
+
+    @routes.get(ROUTE)
+    async def imgedit_get_keys(request):
+        return await get_keys(request, user_dir_fn())
+
+    @routes.post(ROUTE)
+    async def imgedit_post_keys(request):
+        return await post_keys(request, user_dir_fn())
+
+    return True
+
+
+def register_with_comfyui() -> bool:
+    """``register(PromptServer.instance.routes)``; never raises (a failure only logs a warning)."""
+    try:
+        from server import PromptServer  # ComfyUI's module
+
+        return register(PromptServer.instance.routes)
+    except Exception as exc:  # pragma: no cover - depends on the ComfyUI build
+        log.warning("ImgEdit: could not add the %s route (%s); set keys with environment variables.",
+                    ROUTE, type(exc).__name__)
+        return False
+
+
+__all__ = ["ROUTE", "MAX_BODY", "SERVICES", "key_status", "get_keys", "post_keys", "register",
+           "register_with_comfyui", "comfy_user_dir"]

@@ -1,0 +1,80 @@
+"""The pack inside a real ComfyUI: it loads, fast, and the mask-prep chain runs through ``/prompt``."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from PIL import Image
+
+from comfyui_client import NODE_IDS, PACK_FOLDER_NAME, api_node, import_times, output_index
+
+pytestmark = pytest.mark.comfyui
+
+#: The pack's import must stay cheap: heavy libraries (diffusers, transformers) load lazily.
+MAX_IMPORT_SECONDS = 0.5
+
+
+def _pack_import(log: str) -> tuple[float, bool]:
+    for path, value in import_times(log).items():
+        if path.rstrip("/").endswith("/" + PACK_FOLDER_NAME):
+            return value
+    raise AssertionError("ComfyUI printed no import time for the pack; log tail:\n" + log[-3000:])
+
+
+def test_every_node_is_registered(comfy):
+    missing = [node for node in NODE_IDS if node not in comfy.object_info]
+    assert not missing, f"not in /object_info: {missing}"
+    for node in NODE_IDS:
+        info = comfy.object_info[node]
+        assert info["python_module"].startswith("custom_nodes."), info["python_module"]
+
+
+def test_log_shows_no_import_failure(comfy):
+    log = comfy.log()
+    seconds, ok = _pack_import(log)
+    assert ok, "ComfyUI says (IMPORT FAILED) for the pack"
+    bad = [line for line in log.splitlines()
+           if PACK_FOLDER_NAME in line and re.search(r"IMPORT FAILED|Error|Traceback|Cannot import|Unable", line)]
+    bad += [line for line in log.splitlines() if "comfy_entrypoint" in line]
+    assert not bad, "the log reports a problem with the pack:\n" + "\n".join(bad)
+
+
+def test_import_time_is_small(comfy):
+    seconds, ok = _pack_import(comfy.log())
+    assert ok
+    assert seconds < MAX_IMPORT_SECONDS, f"ComfyUI printed {seconds} s for the pack's import"
+
+
+def mask_chain_prompt(info: dict, image_name: str, prefix: str) -> dict:
+    """LoadImage -> MaskFromImage -> Grow -> Feather -> CropToMask -> Stitch -> SaveImage (API format)."""
+    crop = "ImgEditCropToMask"
+    return {
+        "1": api_node(info, "LoadImage", image=image_name),
+        "2": api_node(info, "ImgEditMaskFromImage", image=["1", 0], threshold=0.5, invert=False),
+        "3": api_node(info, "ImgEditGrowMask", mask=["2", 0], pixels=6, shape="round"),
+        "4": api_node(info, "ImgEditFeatherMask", mask=["3", 0], radius=4, mode="outward"),
+        "5": api_node(info, crop, image=["1", 0], mask=["4", 0], context=0.5, max_edge=512, multiple_of=8),
+        "6": api_node(info, "ImgEditStitch", stitch=["5", output_index(info, crop, "stitch")],
+                      image=["5", output_index(info, crop, "image")], feather=4),
+        "7": api_node(info, "SaveImage", images=["6", 0], filename_prefix=prefix),
+    }
+
+
+def test_mask_workflow_runs(comfy):
+    info = comfy.object_info
+    needed = ["ImgEditMaskFromImage", "ImgEditGrowMask", "ImgEditFeatherMask", "ImgEditCropToMask", "ImgEditStitch"]
+    missing = [n for n in needed if n not in info]
+    assert not missing, f"mask nodes not registered: {missing}"
+
+    source = comfy.samples["sample.png"]
+    prompt = mask_chain_prompt(info, source.name, "imgedit_itest/mask_chain")
+    entry = comfy.client.run(prompt, timeout=180)
+    images = comfy.client.output_images(entry)
+    assert len(images) == 1 and images[0]["type"] == "output", images
+    saved = comfy.server.output_dir / images[0]["subfolder"] / images[0]["filename"]
+    assert saved.is_file()
+    with Image.open(source) as src, Image.open(saved) as out:
+        assert out.size == src.size
+    # the same bytes come back over /view
+    assert comfy.client.view(images[0]["filename"], images[0]["subfolder"]) == saved.read_bytes()
