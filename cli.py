@@ -126,7 +126,7 @@ def run_demo(out_dir: Path) -> dict[str, Any]:
     steps.append(f"crop: {tuple(picture.shape[1:3])} -> {tuple(crops.shape[1:3])} around the mask")
 
     with SandboxServer(key="demo-key-not-real") as sandbox:
-        env = sandbox.environment()
+        env = sandbox.environ()
         saved = {name: os.environ.get(name) for name in env}
         os.environ.update(env)
         try:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import edit_nodes, local_nodes, mask_nodes, provider_nodes
-
 
 def _server_side_setup() -> None:
     """The /imgedit/keys route and the sample inputs; guarded so a failure never breaks ComfyUI's start."""
@@ -23,7 +21,10 @@ def _server_side_setup() -> None:
         pass
 
 
+# Before the node modules: the key route works even if a node module fails to import.
 _server_side_setup()
+
+from . import edit_nodes, local_nodes, mask_nodes, provider_nodes  # noqa: E402
 
 
 class ImgEditExtension(ComfyExtension):

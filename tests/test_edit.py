@@ -187,3 +187,15 @@ def test_bad_parameters_name_the_input(bad, match):
 def test_non_provider_is_refused_with_a_sentence():
     with pytest.raises(InputError, match="provider"):
         run_edit(object(), picture(), prompt="x")
+
+
+def test_cost_is_summed_over_calls_and_balance_is_the_latest():
+    class Billed(RecordingProvider):
+        def edit(self, request, hooks):
+            result = super().edit(request, hooks)
+            result.metadata = {"cost_usd": 0.0019, "balance_usd": 10 - 0.0019 * len(self.requests)}
+            return result
+
+    out = run_edit(Billed(concurrency=1), picture(b=3), prompt="x", seed=0)
+    assert out.info["metadata"]["cost_usd"] == pytest.approx(3 * 0.0019)
+    assert out.info["metadata"]["balance_usd"] == pytest.approx(10 - 3 * 0.0019)

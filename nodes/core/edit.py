@@ -92,8 +92,7 @@ def run_edit(
         seeds.setdefault(call.item, []).extend(answer.seeds or [None] * len(edited))
         result.job_ids.extend(answer.job_ids)
         result.warnings.extend(w for w in answer.warnings if w not in result.warnings)
-        for key, value in answer.metadata.items():
-            result.metadata.setdefault(key, value)
+        _merge_metadata(result.metadata, answer.metadata)
 
     outputs = []
     for item in range(images.shape[0]):
@@ -119,6 +118,18 @@ def run_edit(
         "timings": {"total_s": round(time.monotonic() - started, 3)},
     }
     return EditOutcome(images=torch.stack(outputs).clamp_(0.0, 1.0), info=info)
+
+
+# Per-call figures that add up over a run; every other key keeps the latest call's value.
+_SUMMED_METADATA = ("cost_usd",)
+
+
+def _merge_metadata(total: dict[str, Any], call: dict[str, Any]) -> None:
+    for key, value in call.items():
+        if key in _SUMMED_METADATA and isinstance(value, (int, float)) and key in total:
+            total[key] = round(total[key] + value, 6)
+        else:
+            total[key] = value
 
 
 def _check_params(provider: Provider, strength: float, steps: int, samples: int, seed: Optional[int]) -> None:

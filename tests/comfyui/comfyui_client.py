@@ -13,9 +13,12 @@ Standard library only (urllib), so it runs in any Python that runs pytest:
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,8 +28,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
 PACK_FOLDER_NAME = "comfyui-imgedit"
@@ -436,3 +440,124 @@ def output_index(object_info: dict, class_type: str, name: str) -> int:
         return names.index(name.lower())
     except ValueError:
         raise KeyError(f"{class_type} has no output {name!r}; it has {names}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# A whole test session: tiny models + sandbox + ComfyUI
+
+KEY_ENV = ("DEZGO_API_KEY", "MODELSLAB_API_KEY", "IMAGEPIPELINE_API_KEY")
+#: The key the browser test types into the settings (the leak test looks for it too).
+BROWSER_TEST_KEY = "imgedit-browser-" + uuid.uuid4().hex[:24]
+#: Names the example workflows' LoadImage nodes use (see nodes/assets.py).
+SAMPLE_INPUTS = {"sample.png": "imgedit_sample.png", "sample_mask.png": "imgedit_sample_mask.png"}
+
+
+def _load_module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_standin_samples(folder: Path) -> dict[str, Path]:
+    """Generated stand-ins for ``assets/sample*.png`` (used only while the pack ships none)."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", (160, 120), (40, 90, 160))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 80, 160, 120), fill=(60, 140, 60))
+    draw.ellipse((60, 30, 100, 70), fill=(230, 200, 60))
+    img.save(folder / SAMPLE_INPUTS["sample.png"])
+    mask = Image.new("L", (160, 120), 0)
+    ImageDraw.Draw(mask).ellipse((55, 25, 105, 75), fill=255)
+    mask.save(folder / SAMPLE_INPUTS["sample_mask.png"])
+    return {k: folder / v for k, v in SAMPLE_INPUTS.items()}
+
+
+@dataclass
+class ComfySession:
+    server: ComfyServer
+    client: ComfyClient
+    object_info: dict
+    test_key: str
+    samples: dict  # "sample.png" / "sample_mask.png" -> path in ComfyUI's input folder
+    shipped_samples: bool  # True: the pack copied assets/ itself at load
+    models: dict = field(default_factory=dict)
+    sandbox: Any = None
+    work: Optional[Path] = None
+
+    def log(self) -> str:
+        return self.server.log_text()
+
+
+def _start_sandbox(key: str):
+    """The pack's offline provider simulator, if importable: ``(sandbox or None, IMGEDIT_*_URL env)``."""
+    try:
+        from comfyui_imgedit.sandbox import SandboxServer  # type: ignore
+    except Exception:
+        return None, {}
+    sandbox = SandboxServer(key=key)
+    sandbox.__enter__()
+    environ = sandbox.environ() if hasattr(sandbox, "environ") else {}
+    return sandbox, {k: v for k, v in environ.items() if k.startswith("IMGEDIT_")}
+
+
+@contextlib.contextmanager
+def comfy_session(work: Path, comfy_dir: Path, python: Optional[str] = None, test_key: Optional[str] = None,
+                  extra_args: Iterable[str] = ()) -> Iterator[ComfySession]:
+    """Tiny models, the sandbox and a ComfyUI process under ``work``; everything stopped on exit."""
+    work = Path(work)
+    test_key = test_key or "imgedit-itest-" + uuid.uuid4().hex
+    base = work / "base"
+    models: dict = {}
+    models_root = work / "models"
+    tiny = PACK_ROOT / "tests" / "tiny_models.py"
+    if tiny.is_file():
+        models = _load_module("imgedit_tiny_models", tiny).build_tiny_models(models_root) or {}
+    models_root.mkdir(parents=True, exist_ok=True)
+    config = extra_model_paths_yaml(models_root, work / "extra_model_paths.yaml")
+
+    shipped = all((PACK_ROOT / "assets" / name).is_file() for name in SAMPLE_INPUTS)
+    if not shipped:
+        write_standin_samples(base / "input")
+    samples = {k: base / "input" / v for k, v in SAMPLE_INPUTS.items()}
+
+    sandbox, sandbox_env = _start_sandbox(test_key)
+    env = {k: v for k, v in os.environ.items()
+           if not (k in KEY_ENV or k.startswith("IMGEDIT_") or k == "COMFYUI_DIR")}
+    env.update({name: test_key for name in KEY_ENV})
+    env.update(sandbox_env)
+    server = ComfyServer(comfy_dir, base, python=python, env=env,
+                         extra_args=["--extra-model-paths-config", str(config), *extra_args])
+    try:
+        server.start()
+        client = server.client(timeout=120)
+        yield ComfySession(server=server, client=client, object_info=client.object_info(), test_key=test_key,
+                           samples=samples, shipped_samples=shipped, models=models, sandbox=sandbox, work=work)
+    finally:
+        server.stop()
+        if sandbox is not None:
+            with contextlib.suppress(Exception):
+                sandbox.__exit__(None, None, None)
+
+
+def adapt_for_test(prompt: dict, object_info: dict) -> dict:
+    """Swap COMBO values this ComfyUI lacks (the examples name real models) for what it has:
+    ``tiny-sd-inpaint`` for a model whose name says inpaint, ``tiny-sd`` otherwise, else the first option."""
+    out = json.loads(json.dumps(prompt))
+    for node in out.values():
+        info = object_info.get(node["class_type"], {})
+        specs = {**info.get("input", {}).get("required", {}), **info.get("input", {}).get("optional", {})}
+        for name, value in list(node["inputs"].items()):
+            spec = specs.get(name)
+            if spec is None or isinstance(value, list):
+                continue
+            options = spec[0] if isinstance(spec[0], list) else (
+                spec[1].get("options") if spec[0] == "COMBO" and len(spec) > 1 else None)
+            if not options or value in options:
+                continue
+            wanted = "tiny-sd-inpaint" if "inpaint" in str(value).lower() else "tiny-sd"
+            node["inputs"][name] = wanted if wanted in options else options[0]
+    return out

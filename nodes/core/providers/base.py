@@ -184,7 +184,8 @@ class RemoteProvider(Provider):
         for raw_name, value in data.items():
             name = str(raw_name)
             low = name.strip().lower()
-            reserved = low in RESERVED or "key" in low or (low.endswith("_url") and name not in self.PARAMS)
+            reserved = (low in RESERVED or any(w in low for w in ("key", "token", "secret", "password", "auth"))
+                        or (low.endswith("_url") and name not in self.PARAMS))
             if reserved or low in forbidden:
                 where = ("set it on the Img2Img / Inpaint node" if low in NODE_OWNED and not reserved
                          else "keys, hosts and images are set by ImgEdit itself")

@@ -459,6 +459,7 @@ class ProviderHttp:
         rate_limit_retries: int = 3,
         max_download_bytes: int = 64 * 1024 * 1024,
         not_ready_s: float = 60.0,
+        poll_interval: float = 1.0,
     ):
         if service not in SERVICES:
             raise InputError(f"unknown service {service!r}; use one of {', '.join(SERVICES)}.")
@@ -471,6 +472,8 @@ class ProviderHttp:
         self.rate_limit_retries = int(rate_limit_retries)
         self.max_download_bytes = int(max_download_bytes)
         self.not_ready_s = float(not_ready_s)
+        #: first wait between polls when the provider gives no eta (then x1.5 per poll, at most 10 s)
+        self.poll_interval = float(poll_interval)
 
     @property
     def base_url(self) -> str:
@@ -480,7 +483,8 @@ class ProviderHttp:
         """The same settings for another service (SD API v3 uploads through ModelsLab)."""
         return ProviderHttp(service, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
                             retries=self.retries, backoff=self.backoff, rate_limit_retries=self.rate_limit_retries,
-                            max_download_bytes=self.max_download_bytes, not_ready_s=self.not_ready_s)
+                            max_download_bytes=self.max_download_bytes, not_ready_s=self.not_ready_s,
+                            poll_interval=self.poll_interval)
 
     def url(self, path: str) -> str:
         """The base URL (read from the environment now) with a documented path appended."""
@@ -524,8 +528,14 @@ class HttpCall:
     def __enter__(self) -> "HttpCall":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         self.close()
+        if exc is not None:
+            # Whatever escapes a call (typed error or bug) leaves without a secret in its text.
+            try:
+                exc.args = tuple(self.redact(a) if isinstance(a, str) else a for a in exc.args)
+            except Exception:  # pragma: no cover - exotic exception types
+                pass
 
     def close(self) -> None:
         self._closed = True

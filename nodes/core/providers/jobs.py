@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -202,12 +203,13 @@ def submit(call: HttpCall, url: str, payload: dict, **kwargs: Any) -> JobState:
 # Polling
 
 
-def next_wait(job: JobState, polls: int, *, min_wait: float = MIN_WAIT_S, max_wait: float = MAX_WAIT_S) -> float:
+def next_wait(job: JobState, polls: int, *, min_wait: float = MIN_WAIT_S, max_wait: float = MAX_WAIT_S,
+              interval: float = 1.0) -> float:
     """How long to wait before poll ``polls + 1``: about ``eta`` when given, else a growing
-    interval (1, 1.5, 2.25 ... s); never less than a floor that grows while polls keep
+    interval (``interval`` x 1, 1.5, 2.25 ...); never less than a floor that grows while polls keep
     answering "processing" (0.2, 0.4, 0.8 ... 2 s), always within ``min_wait``..``max_wait``."""
     floor = min(2.0, min_wait * (2 ** polls))
-    wanted = job.eta if job.eta is not None and job.eta > 0 else min(max_wait, 1.0 * (1.5 ** polls))
+    wanted = job.eta if job.eta is not None and job.eta > 0 else min(max_wait, interval * (1.5 ** polls))
     return max(min_wait, min(max_wait, max(wanted, floor)))
 
 
@@ -229,21 +231,22 @@ def poll(
     while job.state == "processing":
         if job.job_id:
             call.job_id = job.job_id
-        wait = next_wait(job, polls, min_wait=min_wait, max_wait=max_wait)
+        wait = next_wait(job, polls, min_wait=min_wait, max_wait=max_wait, interval=call.http.poll_interval)
         left = call.remaining()
         if left <= 0.05:
             call.close()
             raise call.deadline_error()
         # One last poll just before the deadline rather than giving up blind.
         wait = min(wait, max(0.0, left - 0.05))
-        eta = f", ~{job.eta:.0f} s left" if job.eta is not None and job.eta >= 1 else ""
-        call.wait(wait, text=f"{call.label}: {job.raw_status.lower() or 'processing'}, {{elapsed:.0f}} s elapsed{eta}")
+        eta = ", ~{left:.0f} s left" if job.eta is not None and job.eta >= 1 else ""
+        status = re.sub(r"[^\w \-]", "", job.raw_status.lower())[:30] or "processing"
+        call.wait(wait, text=f"{call.label}: {status}, {{elapsed:.0f}} s elapsed{eta}")
         previous = job
         job = fetch(job)
         polls += 1
         call.stats["polls"] = polls
-        if job.job_id is None:
-            job.job_id = previous.job_id
+        # The id we poll by never changes (answers have been seen to carry other ids).
+        job.job_id = previous.job_id or job.job_id
         if not job.future_links:
             job.future_links = previous.future_links
     if job.state in ("error", "failed"):

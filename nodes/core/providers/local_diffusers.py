@@ -118,6 +118,8 @@ class MemoryHooks:
     - ``empty_cache()``: give cached allocator blocks back.
     - ``keep_on_device()``: True to leave the pipeline on the GPU after a run (the host has VRAM
       to spare); False moves it back to the CPU so the host's own models get the VRAM.
+    - ``auto_dtype(device)``: "fp16", "bf16" or "fp32" for ``dtype="auto"`` on an accelerator
+      (None: fp16); the CPU always gets fp32.
     """
 
     default_device: Callable[[], Any] = _default_device
@@ -125,6 +127,7 @@ class MemoryHooks:
     free_bytes: Callable[[Any], Optional[int]] = _torch_free_bytes
     empty_cache: Callable[[], None] = _torch_empty_cache
     keep_on_device: Callable[[], bool] = lambda: False
+    auto_dtype: Optional[Callable[[Any], str]] = None
 
 
 @dataclass(frozen=True)
@@ -428,13 +431,14 @@ class LocalDiffusersProvider(Provider):
         elif self.device_name == "cuda":
             if not torch.cuda.is_available():
                 raise InputError("device: cuda was chosen but PyTorch sees no CUDA GPU; choose auto or cpu.")
-            device = torch.device("cuda")
+            device = torch.device("cuda", torch.cuda.current_device())
         else:
             device = torch.device("cpu")
         on_cpu = device.type == "cpu"
         name = self.dtype_name
         if name == "auto":
-            name = "fp32" if on_cpu else "fp16"
+            name = "fp32" if on_cpu else (self.memory.auto_dtype(device) if self.memory.auto_dtype else "fp16")
+            name = name if name in _TORCH_DTYPES else "fp16"
         elif name == "fp16" and on_cpu:
             warnings.append("fp16 is not usable on the CPU; ran in fp32.")
             name = "fp32"
@@ -442,6 +446,16 @@ class LocalDiffusersProvider(Provider):
             warnings.append("this GPU has no bf16; ran in fp16.")
             name = "fp16"
         return device, _TORCH_DTYPES[name]
+
+    def pipeline(self, task: str = "img2img"):
+        """The cached diffusers pipeline this provider runs for ``task`` ("img2img" or "inpaint"),
+        loading it on first use (for benches, tests and advanced scripting)."""
+        if task not in ("img2img", "inpaint"):
+            raise InputError(f"task: '{task}' is not img2img or inpaint.")
+        device, dtype = self.resolve_device_dtype()
+        entry = _get_entry(self.spec, dtype, device)
+        with entry.lock:
+            return _pipe_for(entry, "inpaint" if self.spec.is_inpaint_model else task)
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -455,17 +469,22 @@ class LocalDiffusersProvider(Provider):
         steps = int(request.steps)
         if steps < 1:
             raise InputError("steps: must be at least 1.")
-        if not 0.0 < float(request.strength) <= 1.0:
-            raise InputError(f"strength: {request.strength} is outside (0, 1].")
-        if denoising_steps(steps, request.strength) < 1:
-            raise InputError(f"strength {request.strength} with {steps} steps leaves no denoising step "
-                             f"(int(steps x strength) = 0); raise strength or steps.")
+        if not 0.0 <= float(request.strength) <= 1.0:
+            raise InputError(f"strength: {request.strength} is outside 0..1.")
         image = request.image
         if image.dim() != 3 or image.shape[-1] != 3:
             raise InputError(f"image: expected one RGB picture [H, W, 3], got shape {list(image.shape)}.")
         mask = request.mask
         if mask is not None and tuple(mask.shape) != tuple(image.shape[:2]):
             raise InputError(f"mask: its size {list(mask.shape)} differs from the image's {list(image.shape[:2])}.")
+        if denoising_steps(steps, request.strength) < 1:
+            # int(steps x strength) = 0: no denoising step would run, so the picture stays as it is
+            seeds = self._seeds(request.seed, n)
+            kept = image.detach().to("cpu", torch.float32).clamp(0, 1)
+            return EditResult(images=[kept.clone() for _ in range(n)], seeds=seeds,
+                              metadata={"provider": self.name, "model": self.spec.name, "denoising_steps": 0},
+                              warnings=[f"strength {request.strength} x {steps} steps is less than one denoising "
+                                        "step; the picture is returned unchanged."])
 
         device, dtype = self.resolve_device_dtype(state.warnings)
         entry = _get_entry(self.spec, dtype, device)
@@ -581,6 +600,8 @@ class LocalDiffusersProvider(Provider):
         layers = min(int(e.config.num_hidden_layers) for e in encoders) if encoders else CLIP_SKIP_MAX
         if self.clip_skip > layers:
             raise InputError(f"clip_skip: {self.clip_skip} is more than this model's {layers} CLIP layers.")
+        for encoder in encoders:
+            _clip_skip_compat(encoder)
         return self.clip_skip - 1
 
     @staticmethod
@@ -661,6 +682,17 @@ class LocalDiffusersProvider(Provider):
         pipe.to("cpu")
         entry.placement = None
         self.memory.empty_cache()
+
+
+def _clip_skip_compat(encoder) -> None:
+    """diffusers' SD pipelines apply clip_skip through ``text_encoder.text_model.final_layer_norm``;
+    transformers 5 flattened CLIPTextModel (``final_layer_norm`` sits on the model itself). Give
+    such an encoder a plain (unregistered) ``text_model`` view so that path works."""
+    if hasattr(encoder, "text_model") or not hasattr(encoder, "final_layer_norm"):
+        return
+    view = type("TextModelView", (), {})()
+    view.final_layer_norm = encoder.final_layer_norm
+    object.__setattr__(encoder, "text_model", view)
 
 
 def _latent_preview(latent: torch.Tensor, family: str) -> torch.Tensor:

@@ -7,7 +7,7 @@ import re
 import pytest
 from PIL import Image
 
-from comfyui_client import NODE_IDS, PACK_FOLDER_NAME, api_node, import_times, output_index
+from comfyui_client import NODE_IDS, PACK_FOLDER_NAME, PACK_ROOT, api_node, import_times, output_index
 
 pytestmark = pytest.mark.comfyui
 
@@ -78,3 +78,12 @@ def test_mask_workflow_runs(comfy):
         assert out.size == src.size
     # the same bytes come back over /view
     assert comfy.client.view(images[0]["filename"], images[0]["subfolder"]) == saved.read_bytes()
+
+
+def test_sample_inputs_are_in_the_input_folder(comfy):
+    """The example workflows load imgedit_sample*.png: the pack copies them from assets/ at load."""
+    if not comfy.shipped_samples:
+        pytest.skip("assets/sample.png and assets/sample_mask.png are not in the pack yet")
+    for name, path in comfy.samples.items():
+        assert path.is_file(), f"the pack did not copy assets/{name} to {path}"
+        assert path.read_bytes() == (PACK_ROOT / "assets" / name).read_bytes()

@@ -1,0 +1,113 @@
+"""Memory placement of the local provider, without a GPU: the plan, and the order of host calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from comfyui_imgedit.nodes.core.providers import local_diffusers as ld
+from comfyui_imgedit.nodes.core.providers.local_diffusers import MemoryHooks, MemoryPlan, plan_memory
+from comfyui_imgedit.nodes.core.providers.local_models import ModelSpec
+
+GB = 1024**3
+
+
+def test_plan_full_when_everything_fits():
+    assert plan_memory(2 * GB, GB, GB // 4, GB, free=20 * GB) == MemoryPlan("full")
+    assert plan_memory(2 * GB, GB, GB // 4, GB, free=None) == MemoryPlan("full")
+
+
+def test_plan_slices_when_tight_and_offloads_when_short():
+    tight = plan_memory(2 * GB, GB, GB, 3 * GB, free=4 * GB, samples=2)
+    assert tight.mode == "full" and tight.attention_slicing and tight.vae_slicing
+    offload = plan_memory(6 * GB, 3 * GB, GB // 2, GB, free=5 * GB)
+    assert offload.mode == "model_offload"
+    seq = plan_memory(6 * GB, 3 * GB, GB // 2, GB, free=2 * GB, samples=1)
+    assert seq == MemoryPlan("sequential_offload", attention_slicing=True, vae_slicing=False, vae_tiling=True)
+
+
+def test_work_estimate_grows_with_size_and_samples():
+    small = ld.estimate_work_bytes("sd", 1, 512, 512, 2)
+    big = ld.estimate_work_bytes("sd", 2, 1024, 1024, 2)
+    assert big[0] == pytest.approx(8 * small[0], rel=1e-6) and big[1] == 8 * small[1]
+    assert ld.estimate_work_bytes("sd", 1, 512, 512, 2, guidance=False)[0] == pytest.approx(small[0] / 2, rel=1e-6)
+
+
+class FakeVae:
+    def __init__(self, log):
+        self.log = log
+
+    def enable_slicing(self): self.log.append("vae_slicing")
+    def disable_slicing(self): pass
+    def enable_tiling(self): self.log.append("vae_tiling")
+    def disable_tiling(self): pass
+
+
+class FakePipe:
+    def __init__(self, log):
+        self.log = log
+        self.vae = FakeVae(log)
+
+    def to(self, device): self.log.append(("to", str(device)))
+    def enable_model_cpu_offload(self, device): self.log.append(("model_offload", str(device)))
+    def enable_sequential_cpu_offload(self, device): self.log.append(("sequential_offload", str(device)))
+    def remove_all_hooks(self): self.log.append("remove_hooks")
+    def enable_attention_slicing(self): self.log.append("attention_slicing")
+    def disable_attention_slicing(self): pass
+
+    def __call__(self, **kwargs):
+        self.log.append("run")
+        return type("Out", (), {"images": torch.zeros(1, 3, 8, 8)})()
+
+
+def _entry(device="cuda"):
+    spec = ModelSpec("m", "/nowhere", "folder", "sd")
+    entry = ld._Entry(("k",), spec, torch.float16, torch.device(device))
+    entry.model_bytes, entry.largest_bytes = 2 * GB, GB
+    return entry
+
+
+def _memory(log, free, keep=False):
+    return MemoryHooks(
+        default_device=lambda: torch.device("cuda"),
+        free_memory=lambda n, d: log.append(("free_memory", str(d))),
+        free_bytes=lambda d: free,
+        empty_cache=lambda: log.append("empty_cache"),
+        keep_on_device=lambda: keep,
+    )
+
+
+def _provider(memory):
+    provider = object.__new__(ld.LocalDiffusersProvider)
+    provider.memory = memory
+    return provider
+
+
+@pytest.mark.parametrize("free,mode", [(40 * GB, "to"), (2 * GB, "model_offload"), (GB // 2, "sequential_offload")])
+def test_host_frees_memory_before_the_move_and_gets_the_gpu_back(free, mode):
+    log = []
+    entry, pipe = _entry(), FakePipe(log)
+    _provider(_memory(log, free))._run(entry, pipe, {}, 1, 512, 512, True)
+    assert log[0] == ("free_memory", "cuda")
+    moved = next(i for i, x in enumerate(log) if isinstance(x, tuple) and x[0] == mode)
+    assert log.index("run") > moved
+    after = log[log.index("run") + 1:]
+    assert ("to", "cpu") in after and after[-1] == "empty_cache" and entry.placement is None
+
+
+def test_keep_on_device_leaves_a_full_load_on_the_gpu():
+    log = []
+    entry, pipe = _entry(), FakePipe(log)
+    provider = _provider(_memory(log, 40 * GB, keep=True))
+    provider._run(entry, pipe, {}, 1, 512, 512, True)
+    assert ("to", "cpu") not in log and entry.placement.mode == "full"
+    log.clear()
+    provider._run(entry, pipe, {}, 1, 512, 512, True)  # already there: only the work is asked for
+    assert log[0] == ("free_memory", "cuda") and "remove_hooks" not in log
+
+
+def test_cpu_runs_never_touch_the_host_memory():
+    log = []
+    entry, pipe = _entry("cpu"), FakePipe(log)
+    _provider(_memory(log, 0))._run(entry, pipe, {}, 1, 64, 64, True)
+    assert log == ["run"]

@@ -1,0 +1,232 @@
+// comfyui-imgedit frontend extension.
+//
+// 1. Settings -> ImgEdit -> API keys: one entry per key-owning service. Each entry is a custom
+//    element (password field + Save + Clear + status), NOT a plain text setting: a text setting's
+//    value is stored in user/<user>/comfy.settings.json on every change. The key goes only to the
+//    pack's server route (POST /imgedit/keys), which writes user/imgedit/keys.json; the field empties
+//    itself after saving, and the route never sends a key back (GET answers only true/false). The
+//    setting's own stored value is never touched, so comfy.settings.json holds nothing for it.
+// 2. Remote provider nodes (they spend the user's paid credits) get a warm colour, a "$ paid credits"
+//    badge drawn on the title bar and a title suffix.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const ROUTE = "/imgedit/keys";
+
+// service id (as the server knows it) -> label shown in the settings
+const KEY_SERVICES = [
+  { service: "dezgo", id: "ImgEdit.Keys.Dezgo", label: "Dezgo API key" },
+  { service: "modelslab", id: "ImgEdit.Keys.ModelsLab", label: "ModelsLab / Stable Diffusion API key" },
+  { service: "imagepipeline", id: "ImgEdit.Keys.ImagePipeline", label: "ImagePipeline API key" },
+];
+
+// remote node id -> service it bills
+const PAID_NODES = {
+  ImgEditDezgo: "Dezgo",
+  ImgEditSDAPI: "Stable Diffusion API",
+  ImgEditModelsLab: "ModelsLab",
+  ImgEditImagePipeline: "ImagePipeline",
+};
+const PAID_SUFFIX = " ($ paid credits)";
+const PAID_COLOR = "#6b4a12";
+const PAID_BGCOLOR = "#3b2a10";
+const BADGE_TEXT = "$ paid credits";
+
+let statusCache = null; // {service: bool}, refreshed on demand
+
+async function fetchStatus() {
+  try {
+    const resp = await api.fetchApi(ROUTE, { cache: "no-store" });
+    if (!resp.ok) return null;
+    const body = await resp.json();
+    statusCache = body && typeof body.keys === "object" ? body.keys : null;
+  } catch (err) {
+    statusCache = null;
+  }
+  return statusCache;
+}
+
+async function sendKey(service, key) {
+  // key === "" clears. The body is tiny JSON; the answer never contains the key.
+  const payload = key ? { service, key } : { service, clear: true };
+  let resp;
+  try {
+    resp = await api.fetchApi(ROUTE, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload),
+      cache: "no-store",
+    });
+  } catch (err) {
+    return { ok: false, error: "could not reach the ComfyUI server." };
+  }
+  let body = {};
+  try {
+    body = await resp.json();
+  } catch (err) {
+    body = {};
+  }
+  if (!resp.ok) return { ok: false, error: body.error || `the server answered HTTP ${resp.status}.` };
+  if (body.keys) statusCache = body.keys;
+  return { ok: true, action: body.action, keys: body.keys };
+}
+
+function statusText(has) {
+  if (has === true) return "A key is set on the server (never shown again).";
+  if (has === false) return "No key set.";
+  return "Key status unknown (is the pack's /imgedit/keys route loaded?).";
+}
+
+// Custom setting renderer: (name, setter, value, attrs) -> HTMLElement. `setter` is deliberately
+// never called, so the key never enters the settings store.
+function keyField(entry) {
+  return function render(_name, _setter, _value, _attrs) {
+    const root = document.createElement("div");
+    root.className = "imgedit-key-setting";
+    root.dataset.service = entry.service;
+    root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:430px;max-width:100%;";
+
+    const row = document.createElement("div");
+    row.style.cssText = "display:flex;gap:6px;align-items:center;";
+
+    const input = document.createElement("input");
+    input.type = "password";
+    input.autocomplete = "off";
+    input.spellcheck = false;
+    input.name = `imgedit-key-${entry.service}`;
+    input.placeholder = "paste key";
+    input.className = "p-inputtext p-component imgedit-key-input";
+    input.style.cssText = "flex:1;min-width:180px;";
+    input.setAttribute("aria-label", entry.label);
+
+    const save = document.createElement("button");
+    save.type = "button";
+    save.textContent = "Save";
+    save.className = "p-button p-component imgedit-key-save";
+    save.style.cssText = "padding:4px 10px;";
+
+    const clear = document.createElement("button");
+    clear.type = "button";
+    clear.textContent = "Clear";
+    clear.className = "p-button p-component p-button-secondary imgedit-key-clear";
+    clear.style.cssText = "padding:4px 10px;";
+
+    const status = document.createElement("div");
+    status.className = "imgedit-key-status";
+    status.style.cssText = "font-size:12px;opacity:0.8;";
+    status.textContent = statusCache ? statusText(statusCache[entry.service]) : "Checking…";
+
+    const run = async (key) => {
+      save.disabled = clear.disabled = true;
+      status.textContent = key ? "Saving…" : "Clearing…";
+      const result = await sendKey(entry.service, key);
+      input.value = ""; // the field empties itself whatever happened
+      save.disabled = clear.disabled = false;
+      if (!result.ok) {
+        status.textContent = `Not saved: ${result.error}`;
+        return;
+      }
+      const has = result.keys ? result.keys[entry.service] : undefined;
+      status.textContent =
+        result.action === "cleared"
+          ? has
+            ? "Stored key removed; a key from an environment variable still applies."
+            : "Stored key removed. No key set."
+          : "Saved on the server (user/imgedit/keys.json); the key is not shown again.";
+    };
+
+    save.addEventListener("click", () => {
+      const key = input.value.trim();
+      if (!key) {
+        status.textContent = "Paste a key first (Clear removes the stored one).";
+        return;
+      }
+      run(key);
+    });
+    clear.addEventListener("click", () => run(""));
+    input.addEventListener("keydown", (event) => {
+      event.stopPropagation(); // keep ComfyUI's shortcuts out of the field
+      if (event.key === "Enter") save.click();
+    });
+
+    row.append(input, save, clear);
+    root.append(row, status);
+    if (!statusCache) {
+      fetchStatus().then((keys) => {
+        if (!input.isConnected && !root.isConnected) return;
+        status.textContent = statusText(keys ? keys[entry.service] : undefined);
+      });
+    }
+    return root;
+  };
+}
+
+function drawPaidBadge(node, ctx) {
+  if (node.flags && node.flags.collapsed) return;
+  const titleHeight = (window.LiteGraph && window.LiteGraph.NODE_TITLE_HEIGHT) || 30;
+  ctx.save();
+  ctx.font = "bold 11px sans-serif";
+  const padX = 6;
+  const width = ctx.measureText(BADGE_TEXT).width + padX * 2;
+  const height = 16;
+  const x = node.size[0] - width - 8;
+  const y = -titleHeight + (titleHeight - height) / 2;
+  ctx.fillStyle = "#d89b2b";
+  ctx.beginPath();
+  if (ctx.roundRect) ctx.roundRect(x, y, width, height, 8);
+  else ctx.rect(x, y, width, height);
+  ctx.fill();
+  ctx.fillStyle = "#1b1203";
+  ctx.textBaseline = "middle";
+  ctx.fillText(BADGE_TEXT, x + padX, y + height / 2 + 0.5);
+  ctx.restore();
+}
+
+app.registerExtension({
+  name: "comfyui-imgedit.keys-and-badges",
+
+  // The settings panel lists entries in reverse registration order: reverse to show Dezgo first.
+  settings: KEY_SERVICES.slice().reverse().map((entry) => ({
+    id: entry.id,
+    category: ["ImgEdit", "API keys", entry.label],
+    name: entry.label,
+    tooltip:
+      "Sent once to this ComfyUI server, which stores it in user/imgedit/keys.json. It is never " +
+      "saved in the browser settings or in a workflow, and never shown again.",
+    type: keyField(entry),
+    defaultValue: "",
+  })),
+
+  async setup() {
+    await fetchStatus();
+  },
+
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    const service = PAID_NODES[nodeData.name];
+    if (!service) return;
+    const title = nodeData.display_name || nodeData.name;
+    if (!title.endsWith(PAID_SUFFIX)) nodeData.display_name = title + PAID_SUFFIX;
+    const note = `Uses paid ${service} credits on every run.`;
+    if (!(nodeData.description || "").startsWith(note)) {
+      nodeData.description = nodeData.description ? `${note} ${nodeData.description}` : note;
+    }
+    const onDrawForeground = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function (ctx, ...rest) {
+      const result = onDrawForeground ? onDrawForeground.call(this, ctx, ...rest) : undefined;
+      try {
+        drawPaidBadge(this, ctx);
+      } catch (err) {
+        /* drawing a badge must never break the canvas */
+      }
+      return result;
+    };
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function (...args) {
+      const result = onNodeCreated ? onNodeCreated.apply(this, args) : undefined;
+      this.color = PAID_COLOR;
+      this.bgcolor = PAID_BGCOLOR;
+      this.imgeditPaid = service;
+      return result;
+    };
+  },
+});
