@@ -121,9 +121,16 @@ def main() -> None:
               f"speed-up {baseline / ours:5.1f}x   identical grow {same}, shrink {shrink_same}")
     ours = median_time(lambda: M.grow_mask(mask, 64, "round"), repeats)
     print(f"round    (exact Euclidean disk, binary mask)         ours {ours * 1000:6.1f} ms")
+    soft_np = M.gaussian_blur(mask_np, 4.0)
+    soft = torch.from_numpy(soft_np).unsqueeze(0)
+    for shape, tapered in (("diamond", True), ("square", False)):
+        baseline = median_time(lambda: comfy_growmask(soft_np, 64, tapered), 1)
+        ours = median_time(lambda: M.grow_mask(soft, 64, shape), repeats)
+        same = np.array_equal(M.grow_mask(soft, 64, shape)[0].numpy(), comfy_growmask(soft_np, 64, tapered))
+        print(f"{shape:8s} soft mask: GrowMask {baseline * 1000:5.0f} ms   ours {ours * 1000:6.1f} ms   "
+              f"speed-up {baseline / ours:5.1f}x   identical {same}")
 
     print(f"\n== Flat cost in the radius, {size}x{size} ==")
-    soft = torch.from_numpy(M.gaussian_blur(mask_np, 4.0)).unsqueeze(0)
     for shape in M.GROW_SHAPES:
         small = median_time(lambda: M.grow_mask(mask, 8, shape), repeats)
         large = median_time(lambda: M.grow_mask(mask, 256, shape), repeats)
@@ -139,6 +146,8 @@ def main() -> None:
     print(f"\n== Peak extra memory (peak RSS above the level before the call, incl. the result) / mask size ==")
     mask_bytes = mask.numel() * 4
     cases = [(f"grow {shape} {r}", (lambda s=shape, r=r: M.grow_mask(mask, r, s))) for shape in M.GROW_SHAPES for r in (8, 256)]
+    cases += [(f"grow {shape} soft {r}", (lambda s=shape, r=r: M.grow_mask(soft, r, s)))
+              for shape in ("diamond", "square") for r in (256, 1500)]
     cases += [("grow round soft 64", lambda: M.grow_mask(soft, 64, "round"))]
     cases += [(f"feather {mode} 128", (lambda m=mode: M.feather_mask(mask, 128, m))) for mode in M.FEATHER_MODES]
     for name, fn in cases:

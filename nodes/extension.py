@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from comfy_api.latest import ComfyExtension, io
+
+log = logging.getLogger("comfyui_imgedit")
 
 
 def _server_side_setup() -> None:
@@ -11,14 +15,14 @@ def _server_side_setup() -> None:
         from .key_routes import register_with_comfyui
 
         register_with_comfyui()
-    except Exception:  # pragma: no cover - only inside ComfyUI
-        pass
+    except Exception as error:  # pragma: no cover - only inside ComfyUI
+        log.warning("ImgEdit: the API-key settings route is unavailable: %s", error)
     try:
         from .assets import install_sample_inputs
 
         install_sample_inputs()
-    except Exception:  # pragma: no cover
-        pass
+    except Exception as error:  # pragma: no cover
+        log.warning("ImgEdit: could not copy the sample pictures into ComfyUI's input folder: %s", error)
 
 
 # Before the node modules: the key route works even if a node module fails to import.

@@ -261,3 +261,8 @@ def test_composite_exact_where_mask_is_0_or_1(seed):
     mask[:, 6:] = 1.0
     out = img.composite(original, edited, mask)
     assert torch.equal(out[:, :4], original[:, :4]) and torch.equal(out[:, 6:], edited[:, 6:])
+
+
+def test_composite_of_identical_pictures_is_exact():
+    original = torch.rand(1, 6, 6, 3)
+    assert torch.equal(img.composite(original, original.clone(), torch.rand(1, 6, 6)), original)

@@ -101,6 +101,7 @@ def test_empty_key_clears_and_sdapi_is_modelslab(tmp_path):
     ({"service": "dezgo", "key": KEY, "clear": True}, 400),
     ({"service": "dezgo", "clear": "yes"}, 400),
     ({"service": "dezgo", "key": KEY, "extra": 1}, 400),
+    ({"service": "dezgo", KEY: True}, 400),
     (["dezgo", KEY], 400),
     ("not json {", 400),
 ])

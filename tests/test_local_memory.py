@@ -12,6 +12,26 @@ from comfyui_imgedit.nodes.core.providers.local_models import ModelSpec
 GB = 1024**3
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see test_local_diffusers: tiny models, busy CI cores
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    pytest.importorskip("diffusers")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_models import build_sd
+
+    return build_sd(tmp_path_factory.mktemp("tiny-memory") / "diffusers" / "tiny-sd")
+
+
 def test_plan_full_when_everything_fits():
     assert plan_memory(2 * GB, GB, GB // 4, GB, free=20 * GB) == MemoryPlan("full")
     assert plan_memory(2 * GB, GB, GB // 4, GB, free=None) == MemoryPlan("full")
@@ -111,3 +131,28 @@ def test_cpu_runs_never_touch_the_host_memory():
     entry, pipe = _entry("cpu"), FakePipe(log)
     _provider(_memory(log, 0))._run(entry, pipe, {}, 1, 64, 64, True)
     assert log == ["run"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+@pytest.mark.parametrize("plan", [MemoryPlan("model_offload"), MemoryPlan("full", True, True, True)])
+def test_real_pipeline_through_offload_and_slicing_gives_the_same_pixels(tiny_sd, plan):
+    """The diffusers calls of a placement, on a real tiny pipeline (model offload works on the CPU too)."""
+    from comfyui_imgedit.nodes.core.request import EditRequest, Hooks
+
+    ld.clear_cache()
+    folder = tiny_sd
+    log = []
+    provider = ld.LocalDiffusersProvider(str(folder), scheduler="EulerDiscreteScheduler", device="cpu",
+                                         memory=_memory(log, None))
+    request = EditRequest("a cat", torch.rand(64, 64, 3), steps=6, strength=0.5, seed=3, samples=2)
+    reference = provider.edit(request, Hooks())
+    entry = ld._get_entry(provider.spec, torch.float32, torch.device("cpu"))
+    pipe = provider.pipeline()
+    provider._place(entry, pipe, 2, 64, 64, True, force=plan)
+    placed = provider.edit(request, Hooks())  # a CPU entry runs as is: the placement stays on
+    provider._release(entry, pipe)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(reference.images, placed.images))
+    assert entry.placement is None and not hasattr(pipe.unet, "_hf_hook")
+    assert all(p.device.type == "cpu" for p in pipe.unet.parameters())
+    again = provider.edit(request, Hooks())
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(reference.images, again.images))

@@ -44,6 +44,14 @@ def _fake_io() -> types.ModuleType:
     return io
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see test_local_diffusers: tiny models, busy CI cores
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return build_tiny_models(tmp_path_factory.mktemp("tiny-nodes"), sdxl=False)

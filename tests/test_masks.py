@@ -373,3 +373,21 @@ def test_crop_and_stitch_bad_inputs():
         M.stitch(record, torch.rand(3, 8, 8, 3), 0)
     with pytest.raises(InputError, match="feather"):
         M.stitch(record, torch.rand(2, 8, 8, 3), -2)
+
+
+def test_other_mask_layouts_come_back_as_batches():
+    for layout in [(2, 1, 9, 9), (2, 9, 9, 1)]:
+        m = torch.zeros(layout)
+        assert M.grow_mask(m, 2, "round").shape == (2, 9, 9)
+        assert M.grow_mask(m, 0, "round").shape == (2, 9, 9)
+        assert M.feather_mask(m, 2, "outward").shape == (2, 9, 9)
+
+
+def test_work_in_column_bands_gives_the_same_result(monkeypatch):
+    monkeypatch.setattr(M, "_WORK_ELEMENTS", 16)
+    monkeypatch.setattr(M, "_MIN_BAND_ELEMENTS", 1)
+    rng = np.random.default_rng(5)
+    soft = rng.random((23, 31)).astype(np.float32) * (rng.random((23, 31)) < 0.3)
+    for pixels in (3, -4, 9):
+        assert np.array_equal(grow_np(soft, pixels, "diamond"), comfy_grow_mask(soft, pixels, True))
+        assert np.array_equal(grow_np(soft, pixels, "square"), comfy_grow_mask(soft, pixels, False))

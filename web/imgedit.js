@@ -7,7 +7,7 @@
 //    itself after saving, and the route never sends a key back (GET answers only true/false). The
 //    setting's own stored value is never touched, so comfy.settings.json holds nothing for it.
 // 2. Remote provider nodes (they spend the user's paid credits) get a warm colour, a "$ paid credits"
-//    badge drawn on the title bar and a title suffix.
+//    badge drawn just above the title bar and a title suffix.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -162,6 +162,7 @@ function keyField(entry) {
 }
 
 function drawPaidBadge(node, ctx) {
+  // Above the title bar's left end, outside the node (ComfyUI's own source badge sits at the right).
   if (node.flags && node.flags.collapsed) return;
   const titleHeight = (window.LiteGraph && window.LiteGraph.NODE_TITLE_HEIGHT) || 30;
   ctx.save();
@@ -169,8 +170,8 @@ function drawPaidBadge(node, ctx) {
   const padX = 6;
   const width = ctx.measureText(BADGE_TEXT).width + padX * 2;
   const height = 16;
-  const x = node.size[0] - width - 8;
-  const y = -titleHeight + (titleHeight - height) / 2;
+  const x = 4;
+  const y = -titleHeight - height - 3;
   ctx.fillStyle = "#d89b2b";
   ctx.beginPath();
   if (ctx.roundRect) ctx.roundRect(x, y, width, height, 8);

@@ -51,8 +51,12 @@ def _as_float(t: torch.Tensor, name: str) -> torch.Tensor:
         t = t.to(torch.float32)
     if t.numel() == 0:
         raise InputError(f"{name} is empty (shape {tuple(t.shape)}); connect a picture with at least one pixel.")
-    # One read of the data: min/max propagate NaN, and show infinities and out-of-range values.
-    low, high = (float(v) for v in torch.aminmax(t))
+    # One look at the data: min/max propagate NaN, and show infinities and out-of-range values.
+    if t.device.type == "cpu":  # numpy's SIMD min/max is several times faster on mid-size tensors
+        values = t.detach().numpy()
+        low, high = float(values.min()), float(values.max())
+    else:
+        low, high = (float(v) for v in torch.aminmax(t))
     if not (math.isfinite(low) and math.isfinite(high)):
         raise InputError(f"{name} contains NaN or infinite values; check the node that produced it.")
     if low < 0.0 or high > 1.0:

@@ -37,6 +37,17 @@ def test_log_shows_no_import_failure(comfy):
     bad = [line for line in log.splitlines()
            if PACK_FOLDER_NAME in line and re.search(r"IMPORT FAILED|Error|Traceback|Cannot import|Unable", line)]
     bad += [line for line in log.splitlines() if "comfy_entrypoint" in line]
+    lines = log.splitlines()
+    bad += [line for line in lines if "ImgEdit: could not" in line]  # the pack's own start-up warnings
+    for start, line in enumerate(lines):  # any traceback passing through the pack's files
+        if line.startswith("Traceback"):
+            block = [line]
+            for follow in lines[start + 1:start + 200]:
+                block.append(follow)
+                if follow and not follow.startswith((" ", "\t")):
+                    break
+            if any(PACK_FOLDER_NAME in b for b in block):
+                bad.extend(block)
     assert not bad, "the log reports a problem with the pack:\n" + "\n".join(bad)
 
 

@@ -48,6 +48,9 @@ def browser(comfy, tmp_path_factory):
                  f"--user-data-dir={profile}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # a first-run user gets the template browser; the minimap would cover the screenshots
+    status, _ = comfy.client.post_json("/settings", {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False})
+    assert status == 200
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_script_timeout(60)
     try:
@@ -164,19 +167,19 @@ def test_set_and_clear_a_key_in_settings(comfy, browser, tmp_path):
     close_dialogs(browser)
 
 
-def load_in_frontend(driver, workflow: dict) -> dict:
+def load_in_frontend(driver, workflow: dict, name: str = "imgedit-test") -> dict:
     """Load a UI workflow into the real frontend; return its own API prompt and re-serialised workflow."""
     result = driver.execute_async_script(f"""
-        const [wf, done] = [arguments[0], arguments[arguments.length - 1]];
+        const [wf, name, done] = [arguments[0], arguments[1], arguments[arguments.length - 1]];
         (async () => {{
           const app = {APP};
-          await app.loadGraphData(wf, true, true, 'imgedit-test');
+          await app.loadGraphData(wf, true, true, name);
           const p = await app.graphToPrompt();
           const nodes = app.graph.nodes.map(n => ({{id: n.id, type: n.type, title: n.title, color: n.color,
                                                     bgcolor: n.bgcolor}}));
           done(JSON.stringify({{output: p.output, workflow: p.workflow, nodes}}));
         }})().catch(e => done(JSON.stringify({{error: String(e && e.stack || e)}})));
-    """, workflow)
+    """, workflow, name)
     data = json.loads(result)
     assert "error" not in data, data.get("error")
     return data
@@ -189,7 +192,7 @@ def test_frontend_reads_workflows_like_the_converter(comfy, browser, name):
         pytest.fail(f"missing {path}")
     workflow = json.loads(path.read_text())
     ours = ui_to_api(workflow, comfy.object_info)
-    theirs = load_in_frontend(browser, workflow)
+    theirs = load_in_frontend(browser, workflow, name)
     strip = lambda prompt: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}  # noqa: E731
     assert strip(theirs["output"]) == strip(ours)
     # the frontend keeps our widget values as they are (no migration needed)
@@ -202,7 +205,7 @@ def test_remote_nodes_are_marked_as_paid(comfy, browser, tmp_path):
     path = PACK_ROOT / "example_workflows" / "inpaint_crop_stitch_remote.json"
     if not path.is_file():
         pytest.fail(f"missing {path}")
-    data = load_in_frontend(browser, json.loads(path.read_text()))
+    data = load_in_frontend(browser, json.loads(path.read_text()), path.stem)
     remote = [n for n in data["nodes"] if n["type"] in REMOTE_NODES]
     assert remote
     for node in remote:
@@ -217,6 +220,7 @@ def test_remote_nodes_are_marked_as_paid(comfy, browser, tmp_path):
     """)
     for node_type, title, color in created:
         assert title and title.endswith(PAID_SUFFIX) and color == PAID_COLOR, (node_type, title, color)
+    close_dialogs(browser)
     browser.execute_script(f"{APP}.canvas.ds.scale = 0.68; {APP}.canvas.ds.offset = [10, 30]; "
                            f"{APP}.canvas.setDirty(true, true);")
     time.sleep(1.0)

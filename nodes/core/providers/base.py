@@ -117,6 +117,18 @@ def v_any(name: str, value: Any) -> Any:
     return value
 
 
+def clamp_to_range(value: float, lo: float, hi: float, what: str, label: str, warnings: list[str]) -> float:
+    """``value`` clamped to ``lo..hi``; a warning in ``info`` says so when it changed.
+
+    The node's ranges are wider than some services accept; sending a value the service rejects
+    would fail the whole job, so it is clamped and the user told.
+    """
+    clamped = min(hi, max(lo, value))
+    if clamped != value:
+        warnings.append(f"{label} takes {what} {lo:g}-{hi:g}; {value:g} was sent as {clamped:g}.")
+    return clamped
+
+
 def parse_extra(extra: Any) -> dict[str, Any]:
     """``extra`` as a dict: a dict, a JSON object string, or empty/None."""
     if extra is None:
@@ -284,4 +296,5 @@ __all__ = [
     "v_bool",
     "v_url",
     "v_any",
+    "clamp_to_range",
 ]

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from ..errors import InputError, ProviderFailed
 from ..request import EditRequest, EditResult, Hooks
-from .base import RemoteProvider, data_uri, mask_png, png_bytes, v_bool, v_text, v_url
+from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes, v_bool, v_text, v_url
 from .http import HttpCall
 from .jobs import JobState, collect_images, job_check, poll
 
@@ -88,16 +88,8 @@ class ImagePipelineClient(RemoteProvider):
         """The JSON body for ``request`` with the images (links or data: URIs), no key."""
         options, warnings = self.merged_options(request)
         width, height = request.size
-        steps = int(request.steps)
-        if not 1 <= steps <= 100:
-            clamped = min(100, max(1, steps))
-            warnings.append(f"ImagePipeline takes 1-100 steps; {steps} was sent as {clamped}.")
-            steps = clamped
-        guidance = float(request.guidance)
-        if not 1.0 <= guidance <= 20.0:
-            clamped_g = min(20.0, max(1.0, guidance))
-            warnings.append(f"ImagePipeline takes guidance 1-20; {guidance:g} was sent as {clamped_g:g}.")
-            guidance = clamped_g
+        steps = int(clamp_to_range(int(request.steps), 1, 100, "steps", "ImagePipeline", warnings))
+        guidance = clamp_to_range(float(request.guidance), 1.0, 20.0, "guidance", "ImagePipeline", warnings)
         if not 1 <= int(request.samples) <= 4:
             raise InputError(f"samples per ImagePipeline call is {request.samples}; use 1 to 4.")
         body: dict[str, Any] = {

@@ -353,8 +353,10 @@ class _RunState:
 class LocalDiffusersProvider(Provider):
     """Runs img2img/inpaint on a local SD 1.x/2.x or SDXL model (see the module doc).
 
-    Parameters are the provider node's inputs: ``model`` is a :class:`ModelSpec` (from
-    :func:`.local_models.resolve_model`) or a path to a diffusers folder; ``scheduler`` a name from
+    Parameters are the provider node's inputs: ``model_path`` is a :class:`ModelSpec` (from
+    :func:`.local_models.resolve_model`), a path to a diffusers folder, or a path to a single-file
+    ``.safetensors`` checkpoint together with ``config_path``, a diffusers folder of the same kind
+    whose configs and tokenizer it borrows; ``scheduler`` a name from
     :data:`.local_models.SCHEDULERS`; ``dtype`` auto|fp16|bf16|fp32 and ``device`` auto|cpu|cuda
     (auto: ``memory.default_device()``; auto dtype is fp16 on accelerators and fp32 on the CPU;
     fp16 asked on the CPU runs in fp32 with a warning); ``lora_path`` an optional LoRA file applied
@@ -368,10 +370,11 @@ class LocalDiffusersProvider(Provider):
     size_rule = SizeRule(max_edge=None, multiple=8, mode="pad")
     remote = False
 
-    def __init__(self, model, *, scheduler: str = "default", karras_sigmas: bool = False,
-                 dtype: str = "auto", device: str = "auto", lora_path: Optional[str] = None,
-                 lora_strength: float = 1.0, clip_skip: int = 1, memory: Optional[MemoryHooks] = None):
-        self.spec = self._spec(model)
+    def __init__(self, model_path, *, config_path: Optional[str] = None, scheduler: str = "default",
+                 karras_sigmas: bool = False, dtype: str = "auto", device: str = "auto",
+                 lora_path: Optional[str] = None, lora_strength: float = 1.0, clip_skip: int = 1,
+                 memory: Optional[MemoryHooks] = None):
+        self.spec = self._spec(model_path, config_path)
         self.scheduler_info: SchedulerInfo = scheduler_info(scheduler)
         self.karras_sigmas = bool(karras_sigmas)
         if dtype not in DTYPES:
@@ -390,13 +393,24 @@ class LocalDiffusersProvider(Provider):
         self.memory = memory or MemoryHooks()
 
     @staticmethod
-    def _spec(model) -> ModelSpec:
+    def _spec(model, config_path: Optional[str] = None) -> ModelSpec:
+        from .local_models import checkpoint_signature, folder_info
+
         if isinstance(model, ModelSpec):
             return model
         path = os.fspath(model)
+        if os.path.isfile(path):
+            sig = checkpoint_signature(path)
+            if sig is None:
+                raise InputError(f"model: {path} is not a Stable Diffusion 1.x/2.x or SDXL .safetensors checkpoint "
+                                 "with its text encoder and VAE.")
+            donor = folder_info(os.fspath(config_path)) if config_path else None
+            if donor is None or donor.signature is None or not donor.signature.same_arch(sig):
+                raise InputError(f"model: the single file {os.path.basename(path)} ({sig.describe()}) needs "
+                                 "config_path: a diffusers folder of the same kind (configs and tokenizer are enough).")
+            return ModelSpec(os.path.basename(path), path, "single_file", sig.family, sig.in_channels,
+                             os.fspath(config_path), sig)
         if os.path.isdir(path):
-            from .local_models import folder_info
-
             info = folder_info(path)
             if info is None:
                 raise InputError(f"model: {path} has no model_index.json, so it is not a diffusers model folder.")
@@ -406,7 +420,7 @@ class LocalDiffusersProvider(Provider):
             sig = info.signature
             return ModelSpec(os.path.basename(path.rstrip("/\\")), path, "folder", info.family,
                              sig.in_channels if sig else 4, None, sig)
-        raise InputError(f"model: the folder {path} does not exist.")
+        raise InputError(f"model: {path} does not exist.")
 
     # -- facts --------------------------------------------------------------------------------
 
@@ -492,7 +506,9 @@ class LocalDiffusersProvider(Provider):
             task = "inpaint" if (mask is not None or self.spec.is_inpaint_model) else "img2img"
             pipe = _pipe_for(entry, task)
             hooks.check_cancelled()
-            pipe.scheduler = self._scheduler(entry, state)
+            scheduler = self._scheduler(entry, state)
+            if pipe.scheduler is not scheduler:  # (diffusers re-registers its config on every assignment)
+                pipe.scheduler = scheduler
             self._apply_lora(entry, pipe)
             clip_skip = self._diffusers_clip_skip(pipe)
             seeds = self._seeds(request.seed, n)
@@ -518,7 +534,7 @@ class LocalDiffusersProvider(Provider):
         return EditResult(
             images=images,
             seeds=list(seeds),
-            metadata={"provider": self.name, "model": self.spec.name, "scheduler": type(pipe.scheduler).__name__,
+            metadata={"provider": self.name, "model": self.spec.name, "scheduler": type(scheduler).__name__,
                       "denoising_steps": denoising_steps(steps, request.strength), "device": str(device),
                       "dtype": str(dtype).replace("torch.", "")},
             warnings=state.warnings,

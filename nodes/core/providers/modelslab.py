@@ -17,6 +17,7 @@ from urllib.parse import quote
 from ..errors import InputError, ProviderFailed
 from ..request import EditRequest, EditResult, Hooks
 from .base import (
+    clamp_to_range,
     RemoteProvider,
     data_uri,
     mask_png,
@@ -281,11 +282,7 @@ class ModelsLabClient(ModelsLabFamily):
         """The JSON body for ``request`` without the key and the images (PROVIDERS.md §3, §6)."""
         options, warnings = self.merged_options(request)
         width, height = request.size
-        guidance = float(request.guidance)
-        if not 1.0 <= guidance <= 20.0:
-            clamped = min(20.0, max(1.0, guidance))
-            warnings.append(f"ModelsLab takes guidance 1-20; {guidance:g} was sent as {clamped:g}.")
-            guidance = clamped
+        guidance = clamp_to_range(float(request.guidance), 1.0, 20.0, "guidance", "ModelsLab", warnings)
         steps = int(request.steps)
         body: dict[str, Any] = {
             "model_id": self.model_id,

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..request import EditRequest
-from .base import v_any, v_url, v_yesno
+from .base import clamp_to_range, v_any, v_url, v_yesno
 from .modelslab import ModelsLabFamily
 
 STEP_VALUES = (21, 31, 41, 51)
@@ -62,11 +62,7 @@ class SDAPIClient(ModelsLabFamily):
         steps = snap_steps(int(request.steps))
         if steps != int(request.steps):
             warnings.append(f"Stable Diffusion API v3 takes 21, 31, 41 or 51 steps; {int(request.steps)} was sent as {steps}.")
-        guidance = float(request.guidance)
-        if not 1.0 <= guidance <= 20.0:
-            clamped = min(20.0, max(1.0, guidance))
-            warnings.append(f"Stable Diffusion API takes guidance 1-20; {guidance:g} was sent as {clamped:g}.")
-            guidance = clamped
+        guidance = clamp_to_range(float(request.guidance), 1.0, 20.0, "guidance", "Stable Diffusion API", warnings)
         if not 1 <= int(request.samples) <= 4:
             raise InputError(f"samples per Stable Diffusion API call is {request.samples}; use 1 to 4.")
         body: dict[str, Any] = {
