@@ -199,3 +199,49 @@ def test_cost_is_summed_over_calls_and_balance_is_the_latest():
     out = run_edit(Billed(concurrency=1), picture(b=3), prompt="x", seed=0)
     assert out.info["metadata"]["cost_usd"] == pytest.approx(3 * 0.0019)
     assert out.info["metadata"]["balance_usd"] == pytest.approx(10 - 3 * 0.0019)
+
+
+def test_cancel_seen_once_by_the_host_still_stops_every_running_call():
+    """ComfyUI's flag is cleared when read; calls still running must stop all the same."""
+    stopped = threading.Event()
+
+    class Watching(RecordingProvider):
+        def edit(self, request, hooks):
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if hooks.cancelled():
+                    stopped.set()
+                    raise Cancelled("stopped")
+                time.sleep(0.01)
+            return super().edit(request, hooks)
+
+    reads = []
+
+    def read_once():  # True exactly once, like a read-and-clear flag
+        reads.append(1)
+        return len(reads) == 20
+
+    with pytest.raises(Cancelled):
+        run_edit(Watching(), picture(), prompt="x", seed=0, hooks=Hooks(cancelled=read_once))
+    assert stopped.wait(1.0)
+
+
+def test_a_failed_call_stops_its_siblings():
+    stopped = threading.Event()
+
+    class OneFails(RecordingProvider):
+        def edit(self, request, hooks):
+            if float(request.image.mean()) == 0.25:
+                raise RateLimited("rate limited", provider=self.name)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if hooks.cancelled():
+                    stopped.set()
+                    raise Cancelled("stopped")
+                time.sleep(0.01)
+            return super().edit(request, hooks)
+
+    batch = torch.stack([torch.full((16, 16, 3), v) for v in (0.5, 0.25)])
+    with pytest.raises(RateLimited):
+        run_edit(OneFails(concurrency=2), batch, prompt="x", seed=0)
+    assert stopped.wait(1.0)

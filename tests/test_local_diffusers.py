@@ -309,6 +309,17 @@ def test_lora_strength_and_switching_back(roots, tiny):
     assert len(ok.images) == 1
 
 
+def test_lora_without_peft_is_one_sentence(roots, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    lora = str(lm.resolve_lora("tiny-lora.safetensors", roots))
+    with pytest.raises(MissingDependency, match="peft") as err:
+        LocalDiffusersProvider(lm.resolve_model("tiny-sd", roots), lora_path=lora).edit(req(), Hooks())
+    assert one_sentence(str(err.value))
+
+
 def test_clip_skip(roots):
     spec = lm.resolve_model("tiny-sd", roots)
     one = LocalDiffusersProvider(spec, scheduler=EULER, clip_skip=1).edit(req(), Hooks()).images[0]

@@ -185,6 +185,9 @@ def _run_calls(provider: Provider, calls: list[_Call], hooks: Hooks) -> list[Edi
     if not calls:
         return []
     progress = _CombinedProgress(hooks, len(calls))
+    # Latched: the host's flag may be read-and-cleared once (ComfyUI's is), and a failed call
+    # must stop its siblings too; every call watches this instead of the host flag alone.
+    stop = threading.Event()
     workers = max(1, min(int(provider.max_concurrency), len(calls)))
     pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"imgedit-{provider.name}")
     futures = []
@@ -192,7 +195,8 @@ def _run_calls(provider: Provider, calls: list[_Call], hooks: Hooks) -> list[Edi
         for index, call in enumerate(calls):
             # Each call gets a copy of the caller's context: ComfyUI's progress hook reads it.
             context = contextvars.copy_context()
-            call_hooks = Hooks(progress=progress.for_call(index), cancelled=hooks.cancelled, preview=hooks.preview)
+            call_hooks = Hooks(progress=progress.for_call(index), preview=hooks.preview,
+                               cancelled=lambda: stop.is_set() or hooks.cancelled())
             futures.append(pool.submit(context.run, provider.edit, call.request, call_hooks))
         pending = set(futures)
         while pending:
@@ -203,6 +207,7 @@ def _run_calls(provider: Provider, calls: list[_Call], hooks: Hooks) -> list[Edi
                     raise _named_failure(future.exception(), calls[futures.index(future)], len(calls))
         return [_checked(future.result(), call) for future, call in zip(futures, calls)]
     finally:
+        stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -52,7 +52,8 @@ def _as_float(t: torch.Tensor, name: str) -> torch.Tensor:
     if t.numel() == 0:
         raise InputError(f"{name} is empty (shape {tuple(t.shape)}); connect a picture with at least one pixel.")
     # One look at the data: min/max propagate NaN, and show infinities and out-of-range values.
-    if t.device.type == "cpu":  # numpy's SIMD min/max is several times faster on mid-size tensors
+    if t.device.type == "cpu" and t.numel() < (1 << 23):
+        # numpy's SIMD min and max (two reads) beat torch.aminmax (one read) by ~10x on mid sizes.
         values = t.detach().numpy()
         low, high = float(values.min()), float(values.max())
     else:

@@ -54,7 +54,6 @@ from .local_models import (
     SchedulerInfo,
     denoising_steps,
     scheduler_info,
-    scheduler_info_for_class,
 )
 
 DTYPES = ("auto", "fp16", "bf16", "fp32")
@@ -597,6 +596,11 @@ class LocalDiffusersProvider(Provider):
         if want is None:
             return
         if entry.lora is None:
+            import importlib.util
+
+            if importlib.util.find_spec("peft") is None:
+                raise MissingDependency("LoRAs need the peft package: run 'pip install peft' in ComfyUI's Python "
+                                        "environment, or set lora to none.")
             try:
                 pipe.load_lora_weights(self.lora_path, adapter_name="imgedit")
             except Exception as exc:

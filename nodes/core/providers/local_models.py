@@ -22,8 +22,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from ..errors import InputError
@@ -331,9 +330,9 @@ def _folders(roots: ModelRoots) -> list[tuple[str, _FolderInfo]]:
     return out
 
 
-def find_config_donor(sig: Signature, roots: ModelRoots) -> Optional[str]:
+def find_config_donor(sig: Signature, roots: ModelRoots, folders: Optional[list] = None) -> Optional[str]:
     """A diffusers folder whose configs and tokenizer fit a checkpoint (same in_channels first)."""
-    candidates = [info for _, info in _folders(roots)
+    candidates = [info for _, info in (folders if folders is not None else _folders(roots))
                   if info.signature is not None and info.has_tokenizer and info.signature.same_arch(sig)]
     candidates.sort(key=lambda i: (i.signature.in_channels != sig.in_channels, i.path))
     return candidates[0].path if candidates else None
@@ -342,13 +341,14 @@ def find_config_donor(sig: Signature, roots: ModelRoots) -> Optional[str]:
 def list_models(roots: ModelRoots) -> list[str]:
     """COMBO entries: loadable diffusers folders, then loadable single-file checkpoints."""
     names: list[str] = []
-    for name, info in _folders(roots):
+    folders = _folders(roots)
+    for name, info in folders:
         if info.family and info.has_weights and name not in names:
             names.append(name)
     for root in roots.checkpoints:
         for name, full in _walk(root, want_dirs=False, extensions=CHECKPOINT_EXTENSIONS):
             sig = checkpoint_signature(full)
-            if sig is not None and name not in names and find_config_donor(sig, roots):
+            if sig is not None and name not in names and find_config_donor(sig, roots, folders):
                 names.append(name)
     return names
 
