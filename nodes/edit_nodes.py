@@ -12,10 +12,9 @@ import json
 from comfy_api.latest import io
 
 from .comfy_hooks import comfy_hooks, comfy_interrupts
+from .comfy_types import PROVIDER
 from .core.edit import run_edit
 from .core.request import SEED_MAX
-
-PROVIDER = io.Custom("IMGEDIT_PROVIDER")
 
 
 def _common_inputs() -> list:

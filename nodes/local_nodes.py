@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from .comfy_types import PROVIDER
+
 from .core.providers.local_models import ModelRoots, list_loras, list_models, resolve_lora, resolve_model, scheduler_names
 
-PROVIDER = io.Custom("IMGEDIT_PROVIDER")
 NO_LORA = "none"
 NO_MODEL = "(no local models found)"
 DTYPES = ["auto", "fp16", "bf16", "fp32"]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from .comfy_types import STITCH
+
 from .core import masks
 
-STITCH = io.Custom("IMGEDIT_STITCH")
 CATEGORY = "ImgEdit/mask"
 MAX_PIXELS = 4096
 

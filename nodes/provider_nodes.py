@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from .comfy_types import PROVIDER
+
 from .core import keys
 
-PROVIDER = io.Custom("IMGEDIT_PROVIDER")
 CATEGORY = "ImgEdit/providers"
 DEFAULT = "default"
 
