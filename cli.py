@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -125,22 +124,13 @@ def run_demo(out_dir: Path) -> dict[str, Any]:
     crops, crop_masks, record = masks.crop_to_mask(picture, mask, context=0.5, max_edge=1024, multiple_of=8)
     steps.append(f"crop: {tuple(picture.shape[1:3])} -> {tuple(crops.shape[1:3])} around the mask")
 
-    with SandboxServer(key="demo-key-not-real") as sandbox:
-        env = sandbox.environ()
-        saved = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
-        try:
-            provider = ModelsLabClient(model_id="sandbox-inpaint", deadline_s=60)
-            started = time.monotonic()
-            outcome = run_edit(provider, crops, mask=crop_masks, prompt="a red hot air balloon",
-                               strength=0.9, steps=31, seed=1234, hooks=Hooks(progress=_print_progress))
-            elapsed = time.monotonic() - started
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    # The sandbox's URLs and fake key go into the environment only while it runs.
+    with SandboxServer(key="demo-key-not-real") as sandbox, sandbox.patch_env():
+        provider = ModelsLabClient(model_id="sandbox-inpaint", deadline_s=60)
+        started = time.monotonic()
+        outcome = run_edit(provider, crops, mask=crop_masks, prompt="a red hot air balloon",
+                           strength=0.9, steps=31, seed=1234, hooks=Hooks(progress=_print_progress))
+        elapsed = time.monotonic() - started
     steps.append(f"inpaint: ModelsLab v6 protocol on the sandbox at 127.0.0.1, {outcome.info.get('calls')} call(s), "
                  f"{elapsed:.2f} s, seeds {outcome.info.get('seeds')}")
     result = masks.stitch(record, outcome.images, feather=8)

@@ -110,7 +110,7 @@ class DezgoClient(RemoteProvider):
             data = response.content or b""
             if not looks_like_image(data):  # an error body (JSON or text) can come with 200
                 message, found = body_message(data[:4000]) if data else ("empty answer", {})
-                raise call._scrub(error_for("dezgo", message, fields=found))  # noqa: SLF001
+                raise call.scrub(error_for("dezgo", message, fields=found))
             from .. import images as img
 
             try:

@@ -800,14 +800,15 @@ class HttpCall:
                 rate_tries += 1
                 wait = limited.retry_after if limited.retry_after is not None else min(30.0, 2.0 ** rate_tries)
                 if rate_tries > self.http.rate_limit_retries or wait > self.remaining():
-                    raise self._scrub(limited) from None
+                    raise self.scrub(limited) from None
                 self.stats["rate_limit_waits"] += 1
                 log.info("%s rate limited; waiting %.1f s before retry %d", self.label, wait, rate_tries)
                 self.wait(wait, text=f"{self.label}: rate limited, retrying in {{left:.0f}} s")
             except ProviderError as error:
-                raise self._scrub(error) from None
+                raise self.scrub(error) from None
 
-    def _scrub(self, error: ProviderError) -> ProviderError:
+    def scrub(self, error: ProviderError) -> ProviderError:
+        """``error`` with this call's secrets removed from its message (provider bodies can echo keys)."""
         if error.args:
             error.args = (self.redact(error.args[0]),) + tuple(error.args[1:])
         return error
@@ -841,7 +842,7 @@ class HttpCall:
                 raise ProviderFailed(
                     f"{self.label}'s output link answered HTTP {response.status_code} (expired or private): run the edit again.",
                     provider=self.service, status=response.status_code)
-            raise self._scrub(error_from_response(self.service, response, tries=tries))
+            raise self.scrub(error_from_response(self.service, response, tries=tries))
         return response.content
 
 
