@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from .server import DEFAULT_KEY, SandboxServer
+from .simulator import DEFAULT_KEY, SandboxServer
 
 
 def main(argv: list[str] | None = None) -> int:

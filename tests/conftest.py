@@ -16,3 +16,15 @@ def _no_real_keys_or_hosts(monkeypatch):
     for name in _SECRET_ENV:
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for the tiny-model tests: they gain nothing from more, and on a busy
+    2-core CI machine OpenMP barriers make two threads several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

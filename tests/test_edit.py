@@ -201,47 +201,43 @@ def test_cost_is_summed_over_calls_and_balance_is_the_latest():
     assert out.info["metadata"]["balance_usd"] == pytest.approx(10 - 3 * 0.0019)
 
 
+class WaitsForStop(RecordingProvider):
+    """Runs until its hooks say stop (then records that and raises); a picture of mean
+    ``fail_on_item`` fails at once instead."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.stopped = threading.Event()
+
+    def edit(self, request, hooks):
+        if self.fail_on_item is not None and float(request.image.mean()) == self.fail_on_item:
+            raise RateLimited("rate limited", provider=self.name)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if hooks.cancelled():
+                self.stopped.set()
+                raise Cancelled("stopped")
+            time.sleep(0.01)
+        raise AssertionError("never told to stop")
+
+
 def test_cancel_seen_once_by_the_host_still_stops_every_running_call():
     """ComfyUI's flag is cleared when read; calls still running must stop all the same."""
-    stopped = threading.Event()
-
-    class Watching(RecordingProvider):
-        def edit(self, request, hooks):
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                if hooks.cancelled():
-                    stopped.set()
-                    raise Cancelled("stopped")
-                time.sleep(0.01)
-            return super().edit(request, hooks)
-
     reads = []
 
     def read_once():  # True exactly once, like a read-and-clear flag
         reads.append(1)
         return len(reads) == 20
 
+    provider = WaitsForStop()
     with pytest.raises(Cancelled):
-        run_edit(Watching(), picture(), prompt="x", seed=0, hooks=Hooks(cancelled=read_once))
-    assert stopped.wait(1.0)
+        run_edit(provider, picture(), prompt="x", seed=0, hooks=Hooks(cancelled=read_once))
+    assert provider.stopped.wait(1.0)
 
 
 def test_a_failed_call_stops_its_siblings():
-    stopped = threading.Event()
-
-    class OneFails(RecordingProvider):
-        def edit(self, request, hooks):
-            if float(request.image.mean()) == 0.25:
-                raise RateLimited("rate limited", provider=self.name)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                if hooks.cancelled():
-                    stopped.set()
-                    raise Cancelled("stopped")
-                time.sleep(0.01)
-            return super().edit(request, hooks)
-
+    provider = WaitsForStop(concurrency=2, fail_on_item=0.25)
     batch = torch.stack([torch.full((16, 16, 3), v) for v in (0.5, 0.25)])
     with pytest.raises(RateLimited):
-        run_edit(OneFails(concurrency=2), batch, prompt="x", seed=0)
-    assert stopped.wait(1.0)
+        run_edit(provider, batch, prompt="x", seed=0)
+    assert provider.stopped.wait(1.0)

@@ -43,14 +43,10 @@ def roots(tiny) -> lm.ModelRoots:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _fresh_cache_one_thread():
-    """Empty model cache; one torch thread (tiny models gain nothing from more, and on a busy
-    2-core CI machine OpenMP barriers make two threads several times slower)."""
+def _fresh_cache_one_thread(one_torch_thread):
+    """An empty model cache for this module (and one torch thread, see conftest)."""
     ld.clear_cache()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
     ld.clear_cache()
 
 
