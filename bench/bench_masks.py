@@ -143,7 +143,7 @@ def main() -> None:
         large = median_time(lambda: M.feather_mask(mask, 128, mode), repeats)
         print(f"feather {mode:8s} 4 px {small * 1000:6.1f} ms   128 px {large * 1000:6.1f} ms   ratio {large / small:4.2f}")
 
-    print(f"\n== Peak extra memory (peak RSS above the level before the call, incl. the result) / mask size ==")
+    print("\n== Peak extra memory (peak RSS above the level before the call, incl. the result) / mask size ==")
     mask_bytes = mask.numel() * 4
     cases = [(f"grow {shape} {r}", (lambda s=shape, r=r: M.grow_mask(mask, r, s))) for shape in M.GROW_SHAPES for r in (8, 256)]
     cases += [(f"grow {shape} soft {r}", (lambda s=shape, r=r: M.grow_mask(soft, r, s)))

@@ -226,15 +226,9 @@ def _checked(answer: EditResult, call: _Call) -> EditResult:
 
 
 def _restore_size(call: _Call, answer: EditResult) -> list[torch.Tensor]:
-    """Undo the size fitting of one call's images (a provider that ignored the size is resized)."""
-    fh, fw = int(call.request.image.shape[0]), int(call.request.image.shape[1])
-    restored = []
-    for picture in answer.images:
-        picture = img.to_image_batch(picture, name="provider result")[0]
-        if tuple(picture.shape[:2]) != (fh, fw):
-            picture = img.resize_image(picture, fh, fw)
-        restored.append(img.undo_fit(picture, call.fit))
-    return restored
+    """Undo the size fitting of one call's images (undo_fit also resizes a result of another size)."""
+    return [img.undo_fit(img.to_image_batch(picture, name="provider result")[0], call.fit)
+            for picture in answer.images]
 
 
 class _CombinedProgress:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError, ProviderFailed
+from ..errors import InputError
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, mask_png, png_bytes, v_choice, v_float, v_int, v_text
 from .http import body_message, error_for
-from .jobs import looks_like_image, to_float, to_int
+from .jobs import decode_result, looks_like_image, to_float, to_int
 
 #: Samplers seen in Dezgo clients ([O] in PROVIDERS.md); "" = Dezgo's default. Others pass via extra.
 SAMPLERS = ("ddim", "dpm", "dpm_single", "dpmpp_2m_karras", "euler", "euler_a", "k_lms", "pndm")
@@ -111,17 +111,7 @@ class DezgoClient(RemoteProvider):
             if not looks_like_image(data):  # an error body (JSON or text) can come with 200
                 message, found = body_message(data[:4000]) if data else ("empty answer", {})
                 raise call.scrub(error_for("dezgo", message, fields=found))
-            from .. import images as img
-
-            try:
-                picture = img.decode_image(data)
-            except Exception:
-                raise ProviderFailed("Dezgo sent an image that could not be decoded.", provider="dezgo") from None
-            width, height = request.size
-            if int(picture.shape[0]) != height or int(picture.shape[1]) != width:
-                warnings.append(f"Dezgo returned {int(picture.shape[1])}x{int(picture.shape[0])} where "
-                                f"{width}x{height} was sent; resized.")
-                picture = img.resize_image(picture, height, width)
+            picture = decode_result(data, request.size, "Dezgo", "dezgo", warnings)
             headers = response.headers
             seed = to_int(headers.get("x-input-seed"))
             job_id = headers.get("x-dezgo-job-id")

@@ -322,8 +322,6 @@ def collect_images(
     fail_on_nsfw: bool,
 ) -> tuple[list[Any], list[str]]:
     """Download/decode exactly ``samples`` images of ``size`` (width, height); returns (images, warnings)."""
-    from .. import images as img
-
     warnings: list[str] = []
     outputs = list(job.outputs)
     if len(outputs) < samples:
@@ -343,25 +341,33 @@ def collect_images(
                 provider=call.service)
         warnings.append(f"{call.label}'s safety checker flagged image(s) {which} as NSFW: the provider replaced them "
                         f"(blank, blurred or captioned).")
-    width, height = size
-    pictures = []
-    for index, item in enumerate(outputs):
-        data = output_bytes(call, item)
-        try:
-            picture = img.decode_image(data)
-        except ProviderError:
-            raise
-        except Exception:
-            raise ProviderFailed(f"{call.label} sent image {index} in a format that could not be decoded.",
-                                 provider=call.service) from None
-        if int(picture.shape[0]) != height or int(picture.shape[1]) != width:
-            note = (f"{call.label} returned {int(picture.shape[1])}x{int(picture.shape[0])} where {width}x{height} "
-                    f"was sent; resized.")
-            if note not in warnings:
-                warnings.append(note)
-            picture = img.resize_image(picture, height, width)
-        pictures.append(picture)
+    pictures = [decode_result(output_bytes(call, item), size, call.label, call.service, warnings, f"image {index}")
+                for index, item in enumerate(outputs)]
     return pictures, warnings
+
+
+def decode_result(data: bytes, size: tuple[int, int], label: str, service: str, warnings: list[str],
+                  what: str = "an image") -> Any:
+    """A result image's bytes as ``[H,W,3]`` of ``size`` (width, height).
+
+    A provider that answered another size is resized to the size sent, with a warning, so every
+    client returns what :class:`~..request.Provider` promises.
+    """
+    from .. import images as img
+
+    try:
+        picture = img.decode_image(data)
+    except ProviderError:
+        raise
+    except Exception:
+        raise ProviderFailed(f"{label} sent {what} in a format that could not be decoded.", provider=service) from None
+    width, height = size
+    if int(picture.shape[0]) != height or int(picture.shape[1]) != width:
+        note = f"{label} returned {int(picture.shape[1])}x{int(picture.shape[0])} where {width}x{height} was sent; resized."
+        if note not in warnings:
+            warnings.append(note)
+        picture = img.resize_image(picture, height, width)
+    return picture
 
 
 def _nsfw_indices(flags: list[bool], count: int) -> list[int]:
