@@ -28,7 +28,7 @@ def _server_side_setup() -> None:
 # Before the node modules: the key route works even if a node module fails to import.
 _server_side_setup()
 
-from . import edit_nodes, local_nodes, mask_nodes, provider_nodes  # noqa: E402
+from . import comfy_model, edit_nodes, local_nodes, mask_nodes, provider_nodes  # noqa: E402
 
 
 class ImgEditExtension(ComfyExtension):
@@ -36,6 +36,7 @@ class ImgEditExtension(ComfyExtension):
         return [
             *mask_nodes.NODES,
             *provider_nodes.NODES,
+            *comfy_model.NODES,
             *local_nodes.NODES,
             *edit_nodes.NODES,
         ]

@@ -37,7 +37,7 @@ PACK_FOLDER_NAME = "comfyui-imgedit"
 NODE_IDS = [
     "ImgEditGrowMask", "ImgEditFeatherMask", "ImgEditMaskFromImage", "ImgEditCropToMask", "ImgEditStitch",
     "ImgEditDezgo", "ImgEditSDAPI", "ImgEditModelsLab", "ImgEditImagePipeline", "ImgEditLocalDiffusers",
-    "ImgEditImg2Img", "ImgEditInpaint",
+    "ImgEditComfyModel", "ImgEditImg2Img", "ImgEditInpaint",
 ]
 
 #: Input types the frontend shows as widgets (anything else is a link-only socket).
