@@ -503,6 +503,18 @@ def _start_sandbox(key: str):
     return sandbox, {k: v for k, v in environ.items() if k.startswith("IMGEDIT_")}
 
 
+def build_tiny_checkpoints(comfy_dir: Path, folder: Path, python: Optional[str] = None) -> dict[str, Path]:
+    """The tiny SD1.5 checkpoints of ``tiny_checkpoint.py``, built by ComfyUI's python with its own classes."""
+    script = Path(__file__).resolve().parent / "tiny_checkpoint.py"
+    env = {**os.environ, "COMFYUI_DIR": str(comfy_dir)}
+    done = subprocess.run([python or sys.executable, str(script), str(folder)], cwd=comfy_dir, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise ComfyError(f"building the tiny checkpoints failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    paths = [Path(line) for line in done.stdout.split() if line.endswith(".safetensors")]
+    return {f"checkpoint_{path.stem}": path for path in paths}
+
+
 @contextlib.contextmanager
 def comfy_session(work: Path, comfy_dir: Path, python: Optional[str] = None, test_key: Optional[str] = None,
                   extra_args: Iterable[str] = ()) -> Iterator[ComfySession]:
@@ -516,6 +528,7 @@ def comfy_session(work: Path, comfy_dir: Path, python: Optional[str] = None, tes
     if tiny.is_file():
         models = _load_module("imgedit_tiny_models", tiny).build_tiny_models(models_root) or {}
     models_root.mkdir(parents=True, exist_ok=True)
+    models.update(build_tiny_checkpoints(comfy_dir, models_root / "checkpoints", python))
     config = extra_model_paths_yaml(models_root, work / "extra_model_paths.yaml")
 
     shipped = all((PACK_ROOT / "assets" / name).is_file() for name in SAMPLE_INPUTS)
@@ -544,7 +557,8 @@ def comfy_session(work: Path, comfy_dir: Path, python: Optional[str] = None, tes
 
 def adapt_for_test(prompt: dict, object_info: dict) -> dict:
     """Swap COMBO values this ComfyUI lacks (the examples name real models) for what it has:
-    ``tiny-sd-inpaint`` for a model whose name says inpaint, ``tiny-sd`` otherwise, else the first option."""
+    ``tiny-sd-inpaint`` for a model whose name says inpaint, ``tiny-sd`` otherwise (for ``ckpt_name``:
+    ``tiny-sd15-inpaint.safetensors`` / ``tiny-sd15.safetensors``), else the first option."""
     out = json.loads(json.dumps(prompt))
     for node in out.values():
         info = object_info.get(node["class_type"], {})
@@ -558,5 +572,7 @@ def adapt_for_test(prompt: dict, object_info: dict) -> dict:
             if not options or value in options:
                 continue
             wanted = "tiny-sd-inpaint" if "inpaint" in str(value).lower() else "tiny-sd"
+            if name == "ckpt_name":  # ComfyUI's own loaders get the tiny SD1.5 checkpoints
+                wanted = wanted.replace("tiny-sd", "tiny-sd15") + ".safetensors"
             node["inputs"][name] = wanted if wanted in options else options[0]
     return out

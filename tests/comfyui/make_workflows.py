@@ -61,6 +61,13 @@ LOCAL_NOTE = (
     "model: pick a Stable Diffusion 1.x/2.x or SDXL diffusers folder from ComfyUI/models/diffusers "
     "({kind}). Nothing is downloaded."
 )
+CHECKPOINT_NOTE = (
+    "Local provider on ComfyUI's own models: any MODEL, CLIP and VAE work (Load Checkpoint, UNET + CLIP + "
+    "VAE loaders, LoRA loaders and other patches before ImgEdit ComfyUI Model).\n\n"
+    "ckpt_name: pick {kind} from ComfyUI/models/checkpoints. Steps and strength mean what they mean in "
+    "KSamplerAdvanced: a schedule of `steps` steps of which the last int(steps x strength) run; "
+    "sample k uses seed + k."
+)
 INPUT_NOTE = (
     "Inputs: {files} (copied from the pack's assets/ into ComfyUI's input folder when the pack "
     "loads). Load your own picture with the upload button."
@@ -141,6 +148,42 @@ def specs() -> list[Spec]:
         ], [
             (2, "IMAGE", 3, "image"), (3, 0, 4, "mask"), (4, 0, 5, "mask"),
             (6, 0, 7, "provider"), (1, "IMAGE", 7, "image"), (5, 0, 7, "mask"), (7, "IMAGE", 8, "images"),
+        ]),
+        Spec("img2img_checkpoint", [
+            N(1, "LoadImage", (0, 1), {"image": SAMPLE}, title="Picture"),
+            N(2, "CheckpointLoaderSimple", (0, 0), {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}),
+            N(3, "ImgEditComfyModel", (1, 0), {"sampler_name": "euler", "scheduler": "normal"}),
+            N(4, "ImgEditImg2Img", (2, 0), dict(common, prompt="an oil painting of a sunny landscape, detailed",
+                                                   strength=0.6, steps=25)),
+            N(5, "SaveImage", (3, 0), {"filename_prefix": "imgedit/img2img_checkpoint"}),
+            _note(6, (3, 1), CHECKPOINT_NOTE.format(kind="any checkpoint (SD 1.x/2.x, SDXL, SD3, Flux, ...)"),
+                  size=(360, 260)),
+        ], [
+            (2, "MODEL", 3, "model"), (2, "CLIP", 3, "clip"), (2, "VAE", 3, "vae"),
+            (3, 0, 4, "provider"), (1, "IMAGE", 4, "image"), (4, "IMAGE", 5, "images"),
+        ]),
+        Spec("inpaint_checkpoint", [
+            N(1, "LoadImage", (0, 0), {"image": SAMPLE}, title="Picture"),
+            N(2, "LoadImage", (0, 1), {"image": SAMPLE_MASK}, title="Mask picture (white = change)"),
+            N(3, "ImgEditMaskFromImage", (1, 0), {"threshold": 0.5, "invert": False}),
+            N(4, "ImgEditGrowMask", (1, 1), {"pixels": 8, "shape": "round"}),
+            N(5, "ImgEditFeatherMask", (1, 2), {"radius": 12, "mode": "outward"}),
+            N(6, "ImgEditCropToMask", (2, 1), {"context": 0.75, "max_edge": 768, "multiple_of": 8}),
+            N(7, "CheckpointLoaderSimple", (2, 0), {"ckpt_name": "sd-v1-5-inpainting.ckpt"}),
+            N(8, "ImgEditComfyModel", (3, 0), {"sampler_name": "euler", "scheduler": "normal"}),
+            N(9, "ImgEditInpaint", (4, 0), dict(common, prompt="a red hot-air balloon in the sky, detailed",
+                                                    strength=1.0, steps=30, keep_unmasked=True)),
+            N(10, "ImgEditStitch", (5, 0), {"feather": 8}),
+            N(11, "SaveImage", (5, 1), {"filename_prefix": "imgedit/inpaint_checkpoint"}),
+            _note(12, (5, 2), CHECKPOINT_NOTE.format(
+                kind="an inpainting checkpoint (it gets the masked picture as input) or any ordinary one "
+                     "(noise mask; soft edges through differential diffusion)"), size=(360, 300)),
+        ], [
+            (2, "IMAGE", 3, "image"), (3, 0, 4, "mask"), (4, 0, 5, "mask"),
+            (1, "IMAGE", 6, "image"), (5, 0, 6, "mask"),
+            (7, "MODEL", 8, "model"), (7, "CLIP", 8, "clip"), (7, "VAE", 8, "vae"),
+            (8, 0, 9, "provider"), (6, "image", 9, "image"), (6, "mask", 9, "mask"),
+            (6, "stitch", 10, "stitch"), (9, "IMAGE", 10, "image"), (10, 0, 11, "images"),
         ]),
         Spec("img2img_remote", [
             N(1, "LoadImage", (0, 1), {"image": SAMPLE}, title="Picture"),
