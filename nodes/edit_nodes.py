@@ -46,9 +46,14 @@ def _outputs() -> list:
 async def _run(node_id, provider, image, mask=None, keep_unmasked=True, **params) -> io.NodeOutput:
     hooks = comfy_hooks(node_id)
     with comfy_interrupts():
-        # Blocking work leaves the event loop free, so several remote nodes in one graph overlap.
-        outcome = await asyncio.to_thread(
-            run_edit, provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, **params)
+        if getattr(provider, "remote", True):
+            # Blocking work leaves the event loop free, so several remote nodes in one graph overlap.
+            outcome = await asyncio.to_thread(
+                run_edit, provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, **params)
+        else:
+            # Local work uses ComfyUI's models and device: it runs in turn, as core nodes do (a KSampler on
+            # the same MODEL running meanwhile would break both samplings).
+            outcome = run_edit(provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, **params)
     return io.NodeOutput(outcome.images, json.dumps(outcome.info, indent=1, default=str))
 
 

@@ -16,7 +16,8 @@ from comfyui_client import PACK_ROOT, SAMPLE_INPUTS, UI_ONLY_TYPES, adapt_for_te
 
 pytestmark = pytest.mark.comfyui
 
-WORKFLOWS = ["mask_prep", "img2img_local", "inpaint_local", "img2img_remote", "inpaint_crop_stitch_remote"]
+WORKFLOWS = ["mask_prep", "img2img_local", "inpaint_local", "img2img_checkpoint", "inpaint_checkpoint",
+             "img2img_remote", "inpaint_crop_stitch_remote"]
 WORKFLOW_DIR = PACK_ROOT / "example_workflows"
 
 
