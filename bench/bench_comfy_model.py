@@ -1,0 +1,153 @@
+"""Bench: ImgEditComfyModel's path vs the core ComfyUI graph doing the same edit, in one process.
+
+    COMFYUI_DIR=/path/to/ComfyUI /path/to/comfy-venv/bin/python bench/bench_comfy_model.py \
+        [--rounds 20] [--steps 20] [--strength 0.75] [--width 96 --height 64] [--inpaint] [--threads 1]
+        [--checkpoint FILE] [--gpu]
+
+- **node path**: what ImgEditImg2Img / ImgEditInpaint run: ``run_edit`` with the provider that
+  ``ImgEditComfyModel.execute`` makes (size fitting, prompt encoding, VAE encode, sampling with the
+  progress/preview/Cancel callback, decode, output conversion, keep_unmasked);
+- **core graph**: the core nodes' own functions, called as ComfyUI's executor calls them:
+  CLIPTextEncode x 2 -> VAEEncode (-> SetLatentNoiseMask with ``--inpaint``) -> KSamplerAdvanced
+  (start_at_step = steps - int(steps * strength)) -> VAEDecode.
+
+Both use the same loaded MODEL/CLIP/VAE (ComfyUI's model management keeps them loaded, as between
+two prompts) and run on a fresh worker thread per call (run_edit runs providers on one; a process's
+main thread and other threads get different OpenMP teams). Rounds alternate which goes first; the
+ratio is median(node) / median(core), goal <= 1.03. The tiny SD1.5 checkpoint of
+``tests/comfyui/tiny_checkpoint.py`` is built into a temp folder unless ``--checkpoint`` names one.
+The first round of each is a warm-up and not counted. Exit status 1 when the goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setup_comfy(gpu: bool):
+    comfy_dir = os.environ.get("COMFYUI_DIR")
+    if not comfy_dir:
+        raise SystemExit("set COMFYUI_DIR to a ComfyUI checkout and run with ComfyUI's python")
+    sys.path.insert(0, comfy_dir)
+    from comfy.cli_args import args
+
+    args.cpu = not gpu
+
+
+def _load_pack():
+    """The pack as package ``comfyui_imgedit`` (its node modules use relative imports)."""
+    spec = importlib.util.spec_from_file_location("comfyui_imgedit", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules["comfyui_imgedit"] = pack
+    spec.loader.exec_module(pack)
+    from comfyui_imgedit.nodes.comfy_model import ImgEditComfyModel
+    from comfyui_imgedit.nodes.core.edit import run_edit
+
+    return ImgEditComfyModel, run_edit
+
+
+def _checkpoint(path, tmp: str) -> str:
+    if path:
+        return path
+    sys.path.insert(0, str(ROOT / "tests" / "comfyui"))
+    import tiny_checkpoint
+
+    return str(tiny_checkpoint.build(Path(tmp))["plain"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--strength", type=float, default=0.75)
+    ap.add_argument("--width", type=int, default=96)
+    ap.add_argument("--height", type=int, default=64)
+    ap.add_argument("--inpaint", action="store_true", help="inpaint with a binary mask (noise mask) instead of img2img")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's own choice)")
+    ap.add_argument("--checkpoint", help="a single-file SD checkpoint (default: build the tiny SD1.5 one)")
+    ap.add_argument("--gpu", action="store_true", help="let ComfyUI use the GPU (default: --cpu)")
+    args = ap.parse_args(argv)
+
+    _setup_comfy(args.gpu)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import comfy.sd
+    import nodes
+
+    ImgEditComfyModel, run_edit = _load_pack()
+    with tempfile.TemporaryDirectory(prefix="imgedit-bench-") as tmp:
+        model, clip, vae = comfy.sd.load_checkpoint_guess_config(
+            _checkpoint(args.checkpoint, tmp), output_vae=True, output_clip=True)[:3]
+    provider = ImgEditComfyModel.execute(model, clip, vae, "euler", "normal").result[0]
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, args.height, args.width, 3, generator=generator)
+    mask = None
+    if args.inpaint:
+        mask = torch.zeros(1, args.height, args.width)
+        mask[:, args.height // 4: 3 * args.height // 4, args.width // 4: 3 * args.width // 4] = 1.0
+    steps, strength, cfg, seed = args.steps, args.strength, 7.0, 42
+
+    def node_path():
+        return run_edit(provider, image, mask=mask, prompt="a red house", negative_prompt="blurry",
+                        strength=strength, steps=steps, guidance=cfg, seed=seed).images
+
+    def core_graph():
+        positive = nodes.CLIPTextEncode().encode(clip, "a red house")[0]
+        negative = nodes.CLIPTextEncode().encode(clip, "blurry")[0]
+        latent = nodes.VAEEncode().encode(vae, image)[0]
+        if mask is not None:
+            latent = nodes.SetLatentNoiseMask().set_mask(latent, mask)[0]
+        latent = nodes.KSamplerAdvanced().sample(model, "enable", seed, steps, cfg, "euler", "normal", positive,
+                                                 negative, latent, steps - int(steps * strength), steps, "disable")[0]
+        return nodes.VAEDecode().decode(vae, latent)[0]
+
+    def timed(fn):
+        def run():
+            with torch.inference_mode():
+                started = time.perf_counter()
+                out = fn()
+                return time.perf_counter() - started, out
+        with cf.ThreadPoolExecutor(max_workers=1) as pool:  # a fresh worker thread, as run_edit uses
+            return pool.submit(run).result()
+
+    _, ours = timed(node_path)
+    _, core = timed(core_graph)
+    if mask is None:
+        difference = float((ours - core).abs().max()) * 255
+    else:  # keep_unmasked pastes the input back outside the mask; compare inside it
+        inside = mask[0].bool()
+        difference = float((ours[0][inside] - core[0][inside]).abs().max()) * 255
+    times = {"node": [], "core": []}
+    for round_index in range(args.rounds):
+        order = (("node", node_path), ("core", core_graph))
+        for name, fn in order if round_index % 2 == 0 else order[::-1]:
+            times[name].append(timed(fn)[0])
+    node_median, core_median = statistics.median(times["node"]), statistics.median(times["core"])
+    ratio = node_median / core_median
+    per_round = statistics.median(n / c for n, c in zip(times["node"], times["core"]))
+    mode = "inpaint" if mask is not None else "img2img"
+    print(f"{mode} {args.width}x{args.height}, {steps} steps, strength {strength} "
+          f"({int(steps * strength)} run), {args.rounds} rounds, torch threads {torch.get_num_threads()}, "
+          f"device {model.load_device}")
+    print(f"max pixel difference node vs core: {difference:.3f}/255")
+    print(f"node path median {node_median * 1000:.1f} ms, core graph median {core_median * 1000:.1f} ms")
+    print(f"median(node) / median(core) = {ratio:.3f} (goal <= 1.03); median of per-round ratios {per_round:.3f}; "
+          f"fastest {min(times['node']) / min(times['core']):.3f}")
+    return 0 if ratio <= 1.03 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
