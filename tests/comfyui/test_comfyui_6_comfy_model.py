@@ -243,14 +243,18 @@ async def _watch(comfy, nodes: dict, on_progress=None, timeout: float = 120.0) -
     return prompt_id, progress, kinds
 
 
+def _img2img_graph(comfy, tmp_path, name: str, **edit) -> dict:
+    """LoadImage (a new 64x48 picture) + the tiny checkpoint -> ImgEditImg2Img (node "4") -> SaveImage."""
+    info = comfy.object_info
+    nodes = _loader_nodes(info, _upload(comfy, tmp_path, f"{name}.png", _picture(64, 48, seed=len(name))), inpaint=False)
+    nodes["4"] = api_node(info, "ImgEditImg2Img", provider=["3", 0], image=["1", 0], prompt=PROMPT, **edit)
+    nodes["5"] = api_node(info, "SaveImage", images=["4", 0], filename_prefix=f"imgedit_itest/ckpt_{name}")
+    return nodes
+
+
 def test_progress_counts_the_steps_that_run(comfy, tmp_path):
     """steps 12, strength 0.5, 2 samples: two runs of int(12 * 0.5) = 6 steps on the edit node's bar."""
-    info = comfy.object_info
-    name = _upload(comfy, tmp_path, "progress.png", _picture(64, 48, seed=6))
-    nodes = _loader_nodes(info, name, inpaint=False)
-    nodes["4"] = api_node(info, "ImgEditImg2Img", provider=["3", 0], image=["1", 0], prompt=PROMPT,
-                          strength=0.5, steps=12, seed=3, samples=2)
-    nodes["5"] = api_node(info, "SaveImage", images=["4", 0], filename_prefix="imgedit_itest/progress")
+    nodes = _img2img_graph(comfy, tmp_path, "progress", strength=0.5, steps=12, seed=3, samples=2)
     _, progress, kinds = asyncio.run(_watch(comfy, nodes))
     assert "execution_success" in kinds, kinds
     steps = [(p["value"], p["max"]) for p in progress if p["node"] == "4"]
@@ -259,12 +263,7 @@ def test_progress_counts_the_steps_that_run(comfy, tmp_path):
 
 
 def test_cancel_stops_a_long_run_within_a_second(comfy, tmp_path):
-    info = comfy.object_info
-    name = _upload(comfy, tmp_path, "cancel.png", _picture(64, 48, seed=7))
-    nodes = _loader_nodes(info, name, inpaint=False)
-    nodes["4"] = api_node(info, "ImgEditImg2Img", provider=["3", 0], image=["1", 0], prompt=PROMPT,
-                          strength=1.0, steps=150, seed=8, samples=1)
-    nodes["5"] = api_node(info, "SaveImage", images=["4", 0], filename_prefix="imgedit_itest/cancel_ckpt")
+    nodes = _img2img_graph(comfy, tmp_path, "cancel", strength=1.0, steps=150, seed=8, samples=1)
     asked = {}
 
     async def interrupt_at_step_3(body):
