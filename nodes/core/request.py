@@ -90,12 +90,15 @@ class Hooks:
       ("queued, 12 s elapsed, ~8 s left") or "" for plain step progress.
     - ``cancelled()``: True once the user asked to stop. Core code checks it at least every
       0.2 s while waiting and at every denoising step, then raises :class:`Cancelled`.
-    - ``preview(image)``: optional, an in-progress ``[H, W, 3]`` tensor for local pipelines.
+    - ``preview(latents, family)``: optional, for local pipelines: the latents ``[B, C, h, w]``
+      of the denoising step about to be reported through ``progress`` (model space, as the
+      sampler holds them, on the run's device) and the model family ("sd", "sdxl"), so the host
+      can show them with its own previewer for that latent format, attached to that step.
     """
 
     progress: Callable[[int, int, str], None] = lambda done, total, text: None
     cancelled: Callable[[], bool] = lambda: False
-    preview: Optional[Callable[[torch.Tensor], None]] = None
+    preview: Optional[Callable[[torch.Tensor, str], None]] = None
 
     def check_cancelled(self) -> None:
         if self.cancelled():
