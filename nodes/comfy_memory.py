@@ -30,6 +30,11 @@ log = logging.getLogger("comfyui_imgedit")
 #: GET: the models the diffusers provider holds now (read-only; names as the model list shows them).
 CACHE_ROUTE = "/imgedit/local/cache"
 
+# Tickets ComfyUI has just unloaded, kept alive until our next call. A ticket must not die inside
+# its own detach: its module's finalizer (ComfyUI's cleanup_models) would then edit ComfyUI's list
+# of loaded models while free_memory is still walking it (IndexError in ComfyUI's prompt worker).
+_UNLOADED: list = []
+
 
 class ImgEditDiffusersModel(torch.nn.Module):
     """The empty module of a ticket (ComfyUI logs "Requested to load ImgEditDiffusersModel")."""
@@ -40,6 +45,7 @@ def track(model: TrackedModel) -> Any:
     from comfy.model_patcher import ModelPatcher
     from comfy.patcher_extension import CallbacksMP
 
+    _UNLOADED.clear()
     ticket = ModelPatcher(ImgEditDiffusersModel(), load_device=model.device,
                           offload_device=torch.device("cpu"), size=model.nbytes)
 
@@ -47,6 +53,7 @@ def track(model: TrackedModel) -> Any:
         # load_models_gpu re-lists an already loaded model with unpatch_all=False, and a dropped
         # ticket detaches that way too: only a real unload (free_memory) releases the pipeline.
         if unpatch_all:
+            _UNLOADED.append(patcher)
             model.release()
 
     ticket.add_callback(CallbacksMP.ON_DETACH, on_detach)
@@ -61,6 +68,7 @@ def claim(ticket: Any, work_bytes: int) -> None:
     """
     import comfy.model_management as mm
 
+    _UNLOADED.clear()
     mm.load_models_gpu([ticket], memory_required=work_bytes, force_full_load=True)
 
 

@@ -194,8 +194,12 @@ def test_cached_pipelines_are_listed_with_comfyuis_models_and_freed_by_it(comfy)
     assert ld.cache_stats()["models"] == ["tiny-sd"]
     ticket.detach(unpatch_all=True)
     assert ld.cache_stats()["models"] == [] and log == []
+    # kept alive past its detach (its death would edit ComfyUI's model list mid-walk), until our next call
+    from comfyui_imgedit.nodes import comfy_memory
+
+    assert comfy_memory._UNLOADED == [ticket]
     provider.edit(request, Hooks())
-    assert ld.cache_stats()["loads"] == 2 and mm.claims[-1][0] != [ticket]
+    assert ld.cache_stats()["loads"] == 2 and mm.claims[-1][0] != [ticket] and comfy_memory._UNLOADED == []
 
 
 def test_pipelines_stay_on_the_gpu_as_comfyuis_models_do(comfy):
