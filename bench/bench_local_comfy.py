@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     entry = ld.get_entry(tracked_provider.spec, torch.float32, torch.device("cpu"))
     t = time.perf_counter()
     for _ in range(200):
-        comfy_memory.claim(entry.handle, 0)
+        comfy_memory.claim(entry.handle, 0, 0)
     claim_ms = (time.perf_counter() - t) / 200 * 1000
     timed(tracked_provider, previewing_hooks)
     hooks = comfy_hooks(None)

@@ -60,16 +60,21 @@ def track(model: TrackedModel) -> Any:
     return ticket
 
 
-def claim(ticket: Any, work_bytes: int) -> None:
-    """Before a run: ComfyUI makes room for the pipeline plus ``work_bytes`` and counts it loaded.
+def claim(ticket: Any, work_bytes: int, weights_bytes: int = 0) -> None:
+    """Before a run: ComfyUI makes room for the pipeline and ``work_bytes``, and counts it loaded.
 
-    Full load, because the ticket has no weights to load partially (placement is the provider's).
-    On the CPU this only (re)lists the ticket, so *Unload models* on a CPU ComfyUI reaches it too.
+    A ticket ComfyUI does not count as loaded has its size counted by ComfyUI itself; one it
+    counts as loaded while the weights went back to the CPU (``--lowvram``: ``weights_bytes``)
+    needs them added. Full load, because the ticket has no weights to load partially (placement
+    is the provider's). On the CPU this only (re)lists the ticket, so *Unload models* on a CPU
+    ComfyUI reaches it too.
     """
     import comfy.model_management as mm
 
     _UNLOADED.clear()
-    mm.load_models_gpu([ticket], memory_required=work_bytes, force_full_load=True)
+    counted = ticket.loaded_size() >= ticket.model_size() and ticket.current_loaded_device() == ticket.load_device
+    mm.load_models_gpu([ticket], memory_required=work_bytes + (weights_bytes if counted else 0),
+                       force_full_load=True)
 
 
 def cache_view() -> dict:

@@ -164,10 +164,14 @@ def test_a_tracking_host_claims_instead_of_freeing_before_the_move():
     entry, pipe = _entry(), FakePipe(log)
     entry.handle = "ticket"
     memory = _memory(log, 40 * GB)
-    memory.claim = lambda handle, work: log.append(("claim", handle, work > 0))
+    memory.claim = lambda handle, work, weights: log.append(("claim", handle, work > 0, weights))
     _provider(memory)._run(entry, pipe, {}, 1, 512, 512, True)
-    assert log[0] == ("claim", "ticket", True) and ("free_memory", "cuda") not in log
+    assert log[0] == ("claim", "ticket", True, 2 * GB) and ("free_memory", "cuda") not in log
     assert log.index(("to", "cuda")) < log.index("run")
+    log.clear()
+    entry.placement = MemoryPlan("full")  # kept on the GPU since the last run: the weights need nothing more
+    _provider(memory)._run(entry, pipe, {}, 1, 512, 512, True)
+    assert log[0] == ("claim", "ticket", True, 0)
 
 
 def _tracking_memory(tracked, claims):
@@ -175,7 +179,7 @@ def _tracking_memory(tracked, claims):
         tracked.append(model)
         return f"ticket-{len(tracked)}"
 
-    return MemoryHooks(track=track, claim=lambda handle, work: claims.append(handle))
+    return MemoryHooks(track=track, claim=lambda handle, work, weights: claims.append(handle))
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")

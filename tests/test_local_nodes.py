@@ -50,6 +50,16 @@ class _FakeModelPatcher:
     def __init__(self, model, load_device, offload_device, size=0):
         self.model, self.load_device, self.offload_device, self.size = model, load_device, offload_device, size
         self.callbacks = {}
+        self.loaded = 0
+
+    def loaded_size(self):
+        return self.loaded
+
+    def model_size(self):
+        return self.size
+
+    def current_loaded_device(self):
+        return self.load_device
 
     def add_callback(self, kind, callback):
         self.callbacks.setdefault(kind, []).append(callback)
@@ -211,3 +221,17 @@ def test_pipelines_stay_on_the_gpu_as_comfyuis_models_do(comfy):
         assert hooks.keep_on_device() is kept, state
     mm.vram_state, mm.DISABLE_SMART_MEMORY = mm.VRAMState.NORMAL_VRAM, True
     assert hooks.keep_on_device() is False
+
+
+def test_a_claim_adds_the_weights_only_where_comfyui_counts_them_loaded_already(comfy):
+    """ComfyUI counts a ticket it does not list as loaded by itself; one it lists as loaded while the
+    weights went back to the CPU (after a --lowvram run) must ask for the weights too."""
+    from comfyui_imgedit.nodes import comfy_memory
+
+    mm = sys.modules["comfy.model_management"]
+    ticket = _FakeModelPatcher(None, torch.device("cuda"), torch.device("cpu"), size=1000)
+    comfy_memory.claim(ticket, 100, 1000)
+    ticket.loaded = 1000
+    comfy_memory.claim(ticket, 100, 1000)
+    comfy_memory.claim(ticket, 100, 0)
+    assert [(required, full) for _, required, full in mm.claims] == [(100, True), (1100, True), (100, True)]

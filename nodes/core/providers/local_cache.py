@@ -266,7 +266,7 @@ class PipelinePlacement:
         device = entry.device
         if device.type == "cpu":
             if self._claims(entry):
-                self.memory.claim(entry.handle, 0)  # listed with the host's models, so the host can free it
+                self.memory.claim(entry.handle, 0, 0)  # listed with the host's models, so the host can free it
             try:
                 return pipe(**kwargs).images
             finally:
@@ -292,7 +292,8 @@ class PipelinePlacement:
         if force is None:
             on_device = entry.placement is not None and entry.placement.mode == "full"
             if self._claims(entry):
-                mem.claim(entry.handle, unet_b + MARGIN)  # the host frees by its own accounting
+                # the host frees by its own accounting
+                mem.claim(entry.handle, unet_b + MARGIN, 0 if on_device else entry.model_bytes)
             else:
                 mem.free_memory(unet_b + (0 if on_device else entry.model_bytes) + MARGIN, device)
             free = mem.free_bytes(device)

@@ -65,9 +65,11 @@ class MemoryHooks:
       the host lists it with its own models and calls ``model.release()`` when it frees memory
       (ComfyUI: *Unload models*, ``POST /free``, room for another model). Returns a handle the
       cache keeps as long as it keeps the model.
-    - ``claim(handle, work_bytes)``: before each run, the host makes room for the tracked model
-      plus ``work_bytes`` of activations by its own accounting and counts the model as loaded on
-      its device (None: ``free_memory`` is asked instead).
+    - ``claim(handle, work_bytes, weights_bytes)``: before each run, the host makes room by its
+      own accounting for ``work_bytes`` of activations plus the model's weights and counts the
+      model as loaded on its device; ``weights_bytes`` is what the weights still need there (0 when
+      they are on the device already, all of them after a run that moved them back to the CPU),
+      for a host that counts the model as loaded since its last claim (None: ``free_memory``).
     """
 
     default_device: Callable[[], Any] = default_device
@@ -77,7 +79,7 @@ class MemoryHooks:
     keep_on_device: Callable[[], bool] = lambda: False
     auto_dtype: Optional[Callable[[Any], str]] = None
     track: Callable[[TrackedModel], Any] = lambda model: None
-    claim: Optional[Callable[[Any, int], None]] = None
+    claim: Optional[Callable[[Any, int, int], None]] = None
 
 
 @dataclass(frozen=True)
