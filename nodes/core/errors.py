@@ -78,3 +78,7 @@ class DeadlineExceeded(ProviderError):
 
 class UncertainOutcome(ProviderError):
     """A charged request timed out while reading the answer; it was not re-sent (may be billed)."""
+
+
+class JobUnknown(ProviderError):
+    """A job being resumed (from the journal) is no longer known to the service."""

@@ -68,6 +68,8 @@ class EditResult:
     job_ids: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: what the journal did for this call ("result from the journal...", "resumed job ...")
+    notes: list[str] = field(default_factory=list)
 
     def extend(self, other: "EditResult") -> None:
         self.images.extend(other.images)
@@ -91,11 +93,17 @@ class Hooks:
     - ``cancelled()``: True once the user asked to stop. Core code checks it at least every
       0.2 s while waiting and at every denoising step, then raises :class:`Cancelled`.
     - ``preview(image)``: optional, an in-progress ``[H, W, 3]`` tensor for local pipelines.
+    - ``resume_job``: a job id a queued-job client polls instead of submitting (set by the journal,
+      :mod:`nodes.core.paid_calls`); unknown to the service -> :class:`~.errors.JobUnknown`.
+    - ``job_submitted(job_id)``: called by a queued-job client as soon as the service gave the job's
+      id, so the journal can resume it after a Cancel or a crash.
     """
 
     progress: Callable[[int, int, str], None] = lambda done, total, text: None
     cancelled: Callable[[], bool] = lambda: False
     preview: Optional[Callable[[torch.Tensor], None]] = None
+    resume_job: Optional[str] = None
+    job_submitted: Callable[[str], None] = lambda job_id: None
 
     def check_cancelled(self) -> None:
         if self.cancelled():
@@ -137,3 +145,9 @@ class Provider:
     def describe(self) -> dict[str, Any]:
         """Non-secret facts for the ``info`` output (never a key)."""
         return {"provider": self.name}
+
+    def call_identity(self, request: EditRequest) -> Optional[dict[str, Any]]:
+        """What identifies a paid call for the journal: ``{"endpoint": url, "fields": body}`` with
+        every body field except the key and the pictures (the journal hashes the pictures itself);
+        None for providers that are not paid per call (the local runner)."""
+        return None

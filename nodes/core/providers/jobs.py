@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 import requests
 
-from ..errors import ContentFiltered, ProviderError, ProviderFailed
+from ..errors import ContentFiltered, JobUnknown, ProviderError, ProviderFailed
 from .http import HttpCall, NotReady, body_message, error_for, _retry_after_from
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,12 @@ def parse_job(body: Any) -> JobState:
 
 
 def job_error(service: str, job: JobState, status: Optional[int] = None) -> ProviderError:
-    return error_for(service, job.message or job.raw_status or "no message", status=status, fields=job.fields,
-                     retry_after=job.retry_after, state=job.state, job_id=job.job_id)
+    """The typed error of a job the service answered ``error`` / ``failed`` for; ``job_failed`` marks
+    it as the service's own verdict (the journal records the call as failed, not as still running)."""
+    error = error_for(service, job.message or job.raw_status or "no message", status=status, fields=job.fields,
+                      retry_after=job.retry_after, state=job.state, job_id=job.job_id)
+    error.job_failed = True
+    return error
 
 
 def job_check(call: HttpCall, box: dict) -> Callable[[requests.Response], None]:
@@ -196,6 +200,26 @@ def submit(call: HttpCall, url: str, payload: dict, **kwargs: Any) -> JobState:
     call.request("POST", url, json=payload, idempotent=False, check=job_check(call, box), **kwargs)
     job = box["job"]
     call.job_id = job.job_id or call.job_id
+    return job
+
+
+def submit_or_resume(call: HttpCall, send: Callable[[], JobState],
+                     fetch: Callable[[JobState], JobState]) -> JobState:
+    """The job's first state: a fetch of ``call.hooks.resume_job`` (nothing submitted, nothing
+    uploaded) when the journal resumes a job, else ``send()``'s, whose job id is reported through
+    ``call.hooks.job_submitted``. A resumed job the service does not know raises :class:`JobUnknown`."""
+    resume = call.hooks.resume_job
+    if resume:
+        call.job_id = resume
+        try:
+            return fetch(JobState(state="processing", job_id=resume))
+        except ProviderError as error:
+            if error.status == 404 or "not found" in str(error).lower():
+                raise JobUnknown(f"{call.label} no longer knows job {resume}.", provider=call.service) from None
+            raise
+    job = send()
+    if job.job_id:
+        call.hooks.job_submitted(job.job_id)
     return job
 
 
@@ -384,6 +408,7 @@ __all__ = [
     "job_error",
     "job_check",
     "submit",
+    "submit_or_resume",
     "next_wait",
     "poll",
     "output_bytes",

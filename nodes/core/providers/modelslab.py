@@ -31,7 +31,7 @@ from .base import (
     v_yesno,
 )
 from .http import HttpCall, ProviderHttp, body_message, error_for, same_origin
-from .jobs import JobState, collect_images, job_check, poll, submit, to_int, to_list
+from .jobs import JobState, collect_images, job_check, poll, submit, submit_or_resume, to_int, to_list
 
 #: The 18 schedulers of the ModelsLab v6 img2img page (seed 002).
 SCHEDULERS = (
@@ -123,6 +123,10 @@ class ModelsLabFamily(RemoteProvider):
             raise InputError(f"image_transport is {image_transport!r}; use one of {', '.join(IMAGE_TRANSPORTS)}.")
         self.image_transport = image_transport
 
+    def call_identity(self, request: EditRequest) -> dict[str, Any]:
+        path = self.INPAINT_PATH if request.is_inpaint else self.IMG2IMG_PATH
+        return {"endpoint": self.http.url(path), "fields": self.build_payload(request)[0]}
+
     # Subclasses: the request body without key and images.
     def build_payload(self, request: EditRequest) -> tuple[dict[str, Any], list[str]]:  # pragma: no cover
         raise NotImplementedError
@@ -162,14 +166,17 @@ class ModelsLabFamily(RemoteProvider):
         key = self.resolve_key()
         path = self.INPAINT_PATH if request.is_inpaint else self.IMG2IMG_PATH
         with self.http.open(hooks, self.deadline_s, [key]) as call:
-            call.progress(f"{self.label}: sending")
-            init, mask = self._send_images(call, key, request, hooks)
-            body = {"key": key, **payload, "init_image": init}
-            if mask is not None:
-                body["mask_image"] = mask
-            job = submit(call, self.http.url(path), body,
-                         progress_text=lambda elapsed: f"{self.label}: submitting, {elapsed:.0f} s elapsed")
-            job = poll(call, job, lambda current: self.fetch(call, key, current))
+            def send() -> JobState:
+                call.progress(f"{self.label}: sending")
+                init, mask = self._send_images(call, key, request, hooks)
+                body = {"key": key, **payload, "init_image": init}
+                if mask is not None:
+                    body["mask_image"] = mask
+                return submit(call, self.http.url(path), body,
+                              progress_text=lambda elapsed: f"{self.label}: submitting, {elapsed:.0f} s elapsed")
+
+            fetch = lambda current: self.fetch(call, key, current)  # noqa: E731
+            job = poll(call, submit_or_resume(call, send, fetch), fetch)
             pictures, notes = collect_images(call, job, samples=request.samples, size=request.size,
                                              fail_on_nsfw=self.fail_on_nsfw)
             warnings.extend(n for n in notes if n not in warnings)

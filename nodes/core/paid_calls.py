@@ -1,0 +1,121 @@
+"""How :func:`nodes.core.edit.run_edit` uses the journal (:mod:`.journal`) around one paid call.
+
+For a remote call with a fixed seed (a random seed is a new request every time):
+
+- a **done** record with the same digest: the result comes from disk, no request is sent, cost 0;
+- a **submitted** record with a job id (after a Cancel, a crash or a restart): the client polls that
+  job instead of submitting (``Hooks.resume_job``); a job the service no longer knows is submitted
+  again, and ``info`` says so;
+- a **submitted** record without a job id (Dezgo is synchronous; a crash before the answer): the call
+  is made again with a warning that an identical call's outcome is unknown;
+- otherwise the call is made; the record is written before it goes out, when the job id arrives
+  (``Hooks.job_submitted``) and when it ends. A Cancel leaves the record as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from . import images as img
+from .errors import (AuthError, CreditsError, InputError, InvalidRequest, JobUnknown, ProviderError, RateLimited)
+from .journal import Journal, Record, request_digest
+from .request import Cancelled, EditRequest, EditResult, Hooks, Provider
+
+#: Answers that say the service did not do (or charge) the work: such a call is recorded as failed.
+_REFUSALS = (AuthError, CreditsError, InputError, InvalidRequest, RateLimited)
+
+
+def paid_edit(provider: Provider, journal: Optional[Journal], request: EditRequest, hooks: Hooks,
+              digests: set[str]) -> EditResult:
+    """``provider.edit`` through the journal when the call is journaled (its digest joins ``digests``)."""
+    identity = None if journal is None or request.seed is None else provider.call_identity(request)
+    if identity is None:
+        return provider.edit(request, hooks)
+    pictures = [_picture_bytes(request.image)]
+    if request.mask is not None:
+        pictures.append(_picture_bytes(request.mask))
+    digest = request_digest(provider.name, identity["endpoint"], identity["fields"], pictures)
+    digests.add(digest)
+    return journaled_edit(provider, journal, digest, identity["endpoint"], request, hooks)
+
+
+def _picture_bytes(tensor) -> bytes:
+    """The 8-bit pixels a client encodes as PNG (so the digest covers exactly what is sent)."""
+    pil = img.mask_to_pil(tensor) if tensor.dim() == 2 else img.tensor_to_pil(tensor)
+    return f"{pil.mode}:{pil.width}x{pil.height}:".encode("ascii") + pil.tobytes()
+
+
+def journaled_edit(provider: Provider, journal: Journal, digest: str, endpoint: str, request: EditRequest,
+                   hooks: Hooks) -> EditResult:
+    """``provider.edit(request, hooks)`` through the journal record ``digest``."""
+    record = journal.read(digest)
+    if record is not None and record.state == "done":
+        replayed = _replay(journal, record)
+        if replayed is not None:
+            return replayed
+    notes: list[str] = []
+    warnings: list[str] = []
+    if record is not None and record.state == "submitted" and record.job_id:
+        notes.append(f"resumed job {record.job_id} of an identical call made at {record.started_text} "
+                     f"(no new submission)")
+    else:
+        if record is not None and record.state == "submitted":
+            warnings.append(f"an identical call was started at {record.started_text} and its outcome is unknown "
+                            f"(it may have been charged); it was made again.")
+        record = Record(digest=digest, provider=provider.name, endpoint=endpoint)
+    journal.write(record)
+    try:
+        answer = _edit(provider, journal, record, request, hooks)
+    except JobUnknown:
+        notes.clear()
+        warnings.append(f"the service no longer knows job {record.job_id} of the identical call made at "
+                        f"{record.started_text}; it was submitted again.")
+        record = journal.write(Record(digest=digest, provider=provider.name, endpoint=endpoint))
+        answer = _edit(provider, journal, record, request, hooks)
+    journal.save_results(record, [img.encode_png(picture) for picture in answer.images], seeds=answer.seeds,
+                         job_ids=answer.job_ids, metadata=answer.metadata, warnings=answer.warnings)
+    answer.warnings[:0] = [w for w in warnings if w not in answer.warnings]
+    answer.notes.extend(notes)
+    return answer
+
+
+def _edit(provider: Provider, journal: Journal, record: Record, request: EditRequest, hooks: Hooks) -> EditResult:
+    def submitted(job_id: str) -> None:
+        record.job_id = str(job_id)
+        journal.write(record)
+
+    try:
+        return provider.edit(request, dataclasses.replace(hooks, resume_job=record.job_id, job_submitted=submitted))
+    except (Cancelled, JobUnknown):
+        raise  # a Cancel keeps the record: the job can be resumed
+    except ProviderError as error:
+        if getattr(error, "job_failed", False) or (record.job_id is None and isinstance(error, _REFUSALS)):
+            record.state = "failed"
+            record.error = str(error)
+            journal.write(record)
+        raise  # anything else may have been charged or may still run: keep "submitted"
+
+
+def _replay(journal: Journal, record: Record) -> Optional[EditResult]:
+    """A done record's result, as the call would have answered it, with cost 0."""
+    pngs = journal.result_files(record)
+    if pngs is None:
+        return None
+    try:
+        pictures = [img.decode_image(png, name="a journal result") for png in pngs]
+    except InputError:
+        return None
+    stored = record.result
+    metadata = dict(stored.get("metadata") or {})
+    if "cost_usd" in metadata:
+        metadata["cost_usd"] = 0.0
+    metadata.pop("balance_usd", None)  # the balance of that time, not of now
+    return EditResult(images=pictures, seeds=list(stored.get("seeds") or [None] * len(pictures)),
+                      job_ids=list(stored.get("job_ids") or []), metadata=metadata,
+                      warnings=list(stored.get("warnings") or []),
+                      notes=[f"result of an identical call made at {record.started_text} taken from the journal "
+                             f"(no request sent, cost 0)"])
+
+
+__all__ = ["paid_edit", "journaled_edit"]
