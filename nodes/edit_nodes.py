@@ -14,7 +14,9 @@ from comfy_api.latest import io
 from .comfy_hooks import comfy_hooks, comfy_interrupts
 from .comfy_types import PROVIDER
 from .core.edit import run_edit
+from .core.journal import open_journal
 from .core.request import SEED_MAX
+from .journal_routes import node_user_dir
 
 
 def _common_inputs() -> list:
@@ -45,10 +47,13 @@ def _outputs() -> list:
 
 async def _run(node_id, provider, image, mask=None, keep_unmasked=True, **params) -> io.NodeOutput:
     hooks = comfy_hooks(node_id)
+    # Paid calls go through the journal in user/imgedit/journal/ (unless turned off).
+    journal = open_journal(node_user_dir()) if getattr(provider, "remote", False) else None
     with comfy_interrupts():
         # Blocking work leaves the event loop free, so several remote nodes in one graph overlap.
         outcome = await asyncio.to_thread(
-            run_edit, provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, **params)
+            run_edit, provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, journal=journal,
+            **params)
     return io.NodeOutput(outcome.images, json.dumps(outcome.info, indent=1, default=str))
 
 

@@ -6,12 +6,17 @@
 //    pack's server route (POST /imgedit/keys), which writes user/imgedit/keys.json; the field empties
 //    itself after saving, and the route never sends a key back (GET answers only true/false). The
 //    setting's own stored value is never touched, so comfy.settings.json holds nothing for it.
-// 2. Remote provider nodes (they spend the user's paid credits) get a warm colour, a "$ paid credits"
+// 2. Settings -> ImgEdit -> Journal of paid calls: an on/off switch (also a custom element whose
+//    truth lives on the server, in user/imgedit/settings.json, via POST /imgedit/journal) and a
+//    status line (records, size, folder; IMGEDIT_JOURNAL=0 on the server overrides the switch).
+// 3. Remote provider nodes (they spend the user's paid credits) get a warm colour, a "$ paid credits"
 //    badge drawn just above the title bar and a title suffix.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const ROUTE = "/imgedit/keys";
+const JOURNAL_ROUTE = "/imgedit/journal";
+const JOURNAL_SETTING = "ImgEdit.Journal.Enabled";
 
 // service id (as the server knows it) -> label shown in the settings
 const KEY_SERVICES = [
@@ -161,6 +166,61 @@ function keyField(entry) {
   };
 }
 
+async function journalCall(options) {
+  try {
+    const resp = await api.fetchApi(JOURNAL_ROUTE, { cache: "no-store", ...options });
+    const body = await resp.json();
+    return resp.ok ? body : { error: body.error || `the server answered HTTP ${resp.status}.` };
+  } catch (err) {
+    return { error: "could not reach the ComfyUI server (is the pack's /imgedit/journal route loaded?)." };
+  }
+}
+
+function journalText(state) {
+  if (state.error) return `Journal status unknown: ${state.error}`;
+  const size = `${state.records} record(s), ${(state.bytes / 1e6).toFixed(1)} MB in ${state.folder}`;
+  if (state.env_off) return `Off for this server: IMGEDIT_JOURNAL=0 is set (${size}).`;
+  return state.enabled
+    ? `On: an identical paid call (fixed seed) is taken from disk or resumed, never paid twice (${size}).`
+    : `Off: every run sends its paid calls again (${size}).`;
+}
+
+// Custom renderer, like the key fields: `setter` is never called, the server holds the switch.
+function journalField(_name, _setter, _value, _attrs) {
+  const root = document.createElement("div");
+  root.className = "imgedit-journal-setting";
+  root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:430px;max-width:100%;";
+  const label = document.createElement("label");
+  label.style.cssText = "display:flex;gap:6px;align-items:center;";
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "imgedit-journal-toggle";
+  box.disabled = true;
+  label.append(box, document.createTextNode("Keep a journal of paid calls"));
+  const status = document.createElement("div");
+  status.className = "imgedit-journal-status";
+  status.style.cssText = "font-size:12px;opacity:0.8;";
+  status.textContent = "Checking…";
+  const show = (state) => {
+    box.checked = !state.error && state.panel;
+    box.disabled = !!state.error;
+    status.textContent = journalText(state);
+  };
+  box.addEventListener("change", async () => {
+    box.disabled = true;
+    show(
+      await journalCall({
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ enabled: box.checked }),
+      })
+    );
+  });
+  journalCall({}).then(show);
+  root.append(label, status);
+  return root;
+}
+
 function drawPaidBadge(node, ctx) {
   // Above the title bar's left end, outside the node (ComfyUI's own source badge sits at the right).
   if (node.flags && node.flags.collapsed) return;
@@ -187,16 +247,28 @@ app.registerExtension({
   name: "comfyui-imgedit.keys-and-badges",
 
   // The settings panel lists entries in reverse registration order: reverse to show Dezgo first.
-  settings: KEY_SERVICES.slice().reverse().map((entry) => ({
-    id: entry.id,
-    category: ["ImgEdit", "API keys", entry.label],
-    name: entry.label,
-    tooltip:
-      "Sent once to this ComfyUI server, which stores it in user/imgedit/keys.json. It is never " +
-      "saved in the browser settings or in a workflow, and never shown again.",
-    type: keyField(entry),
-    defaultValue: "",
-  })),
+  settings: [
+    {
+      id: JOURNAL_SETTING,
+      category: ["ImgEdit", "Journal of paid calls", "Enabled"],
+      name: "Journal of paid calls",
+      tooltip:
+        "Records every paid remote call in user/imgedit/journal/ on the server (never the key): a " +
+        "queued job interrupted by Cancel or a restart is resumed, an identical call is taken from disk.",
+      type: journalField,
+      defaultValue: "",
+    },
+    ...KEY_SERVICES.slice().reverse().map((entry) => ({
+      id: entry.id,
+      category: ["ImgEdit", "API keys", entry.label],
+      name: entry.label,
+      tooltip:
+        "Sent once to this ComfyUI server, which stores it in user/imgedit/keys.json. It is never " +
+        "saved in the browser settings or in a workflow, and never shown again.",
+      type: keyField(entry),
+      defaultValue: "",
+    })),
+  ],
 
   async setup() {
     await fetchStatus();
