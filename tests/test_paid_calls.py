@@ -173,12 +173,16 @@ def test_truncated_record_is_skipped_and_the_call_made_again(sandbox, journal, c
     assert [r["state"] for r in records(journal)] == ["done"]
 
 
-def test_caps_apply_after_a_run(sandbox, tmp_path):
-    small = Journal(tmp_path / "small", max_bytes=1)
+def test_caps_apply_after_a_run_now_and_then(sandbox, tmp_path):
+    small = Journal(tmp_path / "small", max_bytes=1, caps_every_s=0)
     edit(client("dezgo"), small, seed=1)
     edit(client("dezgo"), small, seed=2)
     [record] = records(small)  # the older call's record went, the running one stayed
     assert record["state"] == "done" and record["result"]["seeds"] == [2]
+    seldom = Journal(tmp_path / "seldom", max_bytes=1, caps_every_s=3600)
+    for seed in (3, 4, 5):  # applied after the first run, then not again within the hour
+        edit(client("dezgo"), seldom, seed=seed)
+    assert sorted(r["result"]["seeds"][0] for r in records(seldom)) == [3, 4, 5]
 
 
 def test_a_new_process_resumes_a_pending_job(sandbox, journal):

@@ -90,7 +90,7 @@ def run_edit(
     digests: set[str] = set()
     answers = _run_calls(provider, calls, hooks, journal, digests)
     if journal is not None and digests:
-        journal.enforce_caps(keep=digests)
+        journal.enforce_caps_now_and_then(keep=digests)
 
     per_item: dict[int, list[torch.Tensor]] = {}
     seeds: dict[int, list[Optional[int]]] = {}
