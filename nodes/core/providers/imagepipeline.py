@@ -18,7 +18,7 @@ from ..errors import InputError, ProviderFailed
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes, v_bool, v_text, v_url
 from .http import HttpCall
-from .jobs import JobState, collect_images, job_check, poll
+from .jobs import JobState, collect_images, job_check, poll, submit
 
 FAMILIES = ("sdxl", "sd")
 DEFAULT_MODEL = {"sdxl": "sdxl", "sd": "sd1.5"}
@@ -33,11 +33,7 @@ PATHS = {
 class ImagePipelineClient(RemoteProvider):
     """ImagePipeline legacy img2img / inpainting (1-4 samples per call)."""
 
-    name = "imagepipeline"
     service = "imagepipeline"
-    key_service = "imagepipeline"
-    label = "ImagePipeline"
-    max_samples_per_call = 4
     PARAMS = {
         "model_id": v_text(200),
         "refiner": v_bool,
@@ -139,12 +135,8 @@ class ImagePipelineClient(RemoteProvider):
         body, warnings = self.build_payload(request)
         key = self.resolve_key()
         with self.http.open(hooks, self.deadline_s, [key]) as call:
-            box: dict = {}
-            call.request("POST", self.http.url(self.path(request)), json=body, headers={"API-Key": key},
-                         idempotent=False, check=job_check(call, box),
+            job = submit(call, self.http.url(self.path(request)), body, headers={"API-Key": key},
                          progress_text=lambda elapsed: f"ImagePipeline: submitting, {elapsed:.0f} s elapsed")
-            job = box["job"]
-            call.job_id = job.job_id
             job = poll(call, job, lambda current: self.fetch(call, key, request, current))
             pictures, notes = collect_images(call, job, samples=request.samples, size=request.size,
                                              fail_on_nsfw=self.fail_on_nsfw)

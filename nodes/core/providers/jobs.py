@@ -24,7 +24,8 @@ from typing import Any, Callable, Optional
 import requests
 
 from ..errors import ContentFiltered, ProviderError, ProviderFailed
-from .http import HttpCall, NotReady, body_message, error_for, _retry_after_from
+from .http import HttpCall, NotReady
+from .http_errors import body_message, error_for, retry_after_from
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def parse_job(body: Any) -> JobState:
         nsfw=_flags(body.get("nsfw_content_detected", body.get("nsfw"))),
         seed=seed,
         meta=meta,
-        retry_after=_retry_after_from(None, body),
+        retry_after=retry_after_from(None, body),
         raw_status=raw_status,
         generation_time=to_float(body.get("generationTime", body.get("generation_time"))),
     )
