@@ -15,8 +15,17 @@ from .comfy_hooks import comfy_hooks, comfy_interrupts
 from .comfy_types import PROVIDER
 from .core.edit import run_edit
 from .core.journal import open_journal
-from .core.request import SEED_MAX
+from .core.request import MAX_SAMPLES, SEED_MAX
+from .core.services import SERVICES, seed_per_sample_services
 from .journal_routes import node_user_dir
+
+_SEED_TOOLTIP = (
+    "Same seed, same inputs: same picture. Sample k of a picture uses seed + k with the local provider and "
+    f"{', '.join(seed_per_sample_services())} (one call per sample). "
+    + ", ".join(s.label for s in SERVICES.values() if s.samples_per_call > 1)
+    + " make several samples in one call from the seed; info.seeds gives each sample's seed as the service "
+    "reports it, null where it does not say."
+)
 
 
 def _common_inputs() -> list:
@@ -32,9 +41,10 @@ def _common_inputs() -> list:
         io.Float.Input("guidance", default=7.5, min=0.0, max=30.0, step=0.1,
                        tooltip="Classifier-free guidance: how closely to follow the prompt."),
         io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
-                     tooltip="Same seed, same inputs: same picture. Sample k of a picture uses seed + k."),
-        io.Int.Input("samples", default=1, min=1, max=4,
-                     tooltip="Pictures to make from each input picture; the output holds them in input order."),
+                     tooltip=_SEED_TOOLTIP),
+        io.Int.Input("samples", default=1, min=1, max=MAX_SAMPLES,
+                     tooltip="Pictures to make from each input picture; the output holds them in input order. "
+                             "Services make at most a few per call; more become several calls (each one paid)."),
     ]
 
 

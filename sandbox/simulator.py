@@ -49,11 +49,11 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 from PIL import Image
 
+from ..nodes.core.services import KEY_ENV, SERVICES
+
 DEFAULT_KEY = "sandbox-key-not-real"
-PREFIXES = ("dezgo", "sdapi", "modelslab", "imagepipeline")
-KEY_ENV = {"dezgo": "DEZGO_API_KEY", "modelslab": "MODELSLAB_API_KEY", "imagepipeline": "IMAGEPIPELINE_API_KEY"}
-URL_ENV = {"dezgo": "IMGEDIT_DEZGO_URL", "sdapi": "IMGEDIT_SDAPI_URL", "modelslab": "IMGEDIT_MODELSLAB_URL",
-           "imagepipeline": "IMGEDIT_IMAGEPIPELINE_URL"}
+PREFIXES = tuple(SERVICES)
+URL_ENV = {name: row.url_env for name, row in SERVICES.items()}
 SD_V3_STEPS = (21, 31, 41, 51)
 
 

@@ -18,26 +18,46 @@ const ROUTE = "/imgedit/keys";
 const JOURNAL_ROUTE = "/imgedit/journal";
 const JOURNAL_SETTING = "ImgEdit.Journal.Enabled";
 
-// service id (as the server knows it) -> label shown in the settings
-const KEY_SERVICES = [
-  { service: "dezgo", id: "ImgEdit.Keys.Dezgo", label: "Dezgo API key" },
-  { service: "modelslab", id: "ImgEdit.Keys.ModelsLab", label: "ModelsLab / Stable Diffusion API key" },
-  { service: "imagepipeline", id: "ImgEdit.Keys.ImagePipeline", label: "ImagePipeline API key" },
-];
+// The table of services comes from the server (nodes/core/services.py via GET /imgedit/keys), so
+// a new provider needs no change here. Fetched before the extension registers its settings.
+async function loadServices() {
+  try {
+    const resp = await api.fetchApi(ROUTE, { cache: "no-store" });
+    if (resp.ok) {
+      const body = await resp.json();
+      if (body && Array.isArray(body.services)) return body;
+    }
+  } catch (err) {
+    /* reported below */
+  }
+  console.warn("comfyui-imgedit: GET /imgedit/keys failed; the API-key settings and paid-credit badges are off.");
+  return { keys: null, services: [] };
+}
+
+const TABLE = await loadServices();
+
+// one settings entry per key-owning service, labelled with every service that uses the key
+const KEY_SERVICES = TABLE.services
+  .filter((row) => row.key_owner === row.service)
+  .map((owner) => {
+    const sharers = TABLE.services.filter((row) => row.key_owner === owner.service && row !== owner);
+    const names = [owner, ...sharers].map((row) => row.label);
+    const last = names[names.length - 1];
+    return {
+      service: owner.service,
+      id: `ImgEdit.Keys.${owner.label.replace(/[^A-Za-z0-9]/g, "")}`,
+      label: `${names.join(" / ")}${last.endsWith("API") ? " key" : " API key"}`,
+    };
+  });
 
 // remote node id -> service it bills
-const PAID_NODES = {
-  ImgEditDezgo: "Dezgo",
-  ImgEditSDAPI: "Stable Diffusion API",
-  ImgEditModelsLab: "ModelsLab",
-  ImgEditImagePipeline: "ImagePipeline",
-};
+const PAID_NODES = Object.fromEntries(TABLE.services.map((row) => [row.node_id, row.label]));
 const PAID_SUFFIX = " ($ paid credits)";
 const PAID_COLOR = "#6b4a12";
 const PAID_BGCOLOR = "#3b2a10";
 const BADGE_TEXT = "$ paid credits";
 
-let statusCache = null; // {service: bool}, refreshed on demand
+let statusCache = TABLE.keys; // {service: bool}, refreshed on demand
 
 async function fetchStatus() {
   try {

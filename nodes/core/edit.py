@@ -29,7 +29,7 @@ from . import images as img
 from .errors import InputError, ProviderError, ProviderFailed
 from .journal import Journal
 from .paid_calls import paid_edit
-from .request import SEED_MAX, Cancelled, EditRequest, EditResult, Hooks, Provider
+from .request import MAX_SAMPLES, SEED_MAX, Cancelled, EditRequest, EditResult, Hooks, Provider
 
 _WAIT_SLICE_S = 0.2
 
@@ -150,8 +150,8 @@ def _check_params(provider: Provider, strength: float, steps: int, samples: int,
         raise InputError(f"strength is {strength}; use a value from 0 to 1.")
     if int(steps) < 1:
         raise InputError(f"steps is {steps}; use at least 1.")
-    if not 1 <= int(samples) <= 64:
-        raise InputError(f"samples is {samples}; use 1 to 64.")
+    if not 1 <= int(samples) <= MAX_SAMPLES:
+        raise InputError(f"samples is {samples}; use 1 to {MAX_SAMPLES}.")
     if seed is not None and not 0 <= int(seed) <= SEED_MAX:
         raise InputError(f"seed is {seed}; use 0 to {SEED_MAX}.")
 

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import InputError
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, mask_png, png_bytes, v_choice, v_float, v_int, v_text
-from .http import body_message, error_for
+from .http_errors import body_message, error_for
 from .jobs import decode_result, looks_like_image, to_float, to_int
 
 #: Samplers seen in Dezgo clients ([O] in PROVIDERS.md); "" = Dezgo's default. Others pass via extra.
@@ -28,11 +28,7 @@ INPAINT_PATH = "/inpainting"
 class DezgoClient(RemoteProvider):
     """Dezgo image2image / inpainting (one sample per call)."""
 
-    name = "dezgo"
     service = "dezgo"
-    key_service = "dezgo"
-    label = "Dezgo"
-    max_samples_per_call = 1
     PARAMS = {
         "model": v_text(200),
         "sampler": v_text(100),

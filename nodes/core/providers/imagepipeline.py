@@ -18,7 +18,8 @@ from ..errors import InputError, ProviderFailed
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes, v_bool, v_text, v_url
 from .http import HttpCall
-from .jobs import JobState, collect_images, job_check, poll, submit_or_resume
+from .jobs import JobState, collect_images, job_check, poll, submit
+from .resume import submit_or_resume
 
 FAMILIES = ("sdxl", "sd")
 DEFAULT_MODEL = {"sdxl": "sdxl", "sd": "sd1.5"}
@@ -33,11 +34,7 @@ PATHS = {
 class ImagePipelineClient(RemoteProvider):
     """ImagePipeline legacy img2img / inpainting (1-4 samples per call)."""
 
-    name = "imagepipeline"
     service = "imagepipeline"
-    key_service = "imagepipeline"
-    label = "ImagePipeline"
-    max_samples_per_call = 4
     PARAMS = {
         "model_id": v_text(200),
         "refiner": v_bool,
@@ -147,12 +144,8 @@ class ImagePipelineClient(RemoteProvider):
         key = self.resolve_key()
         with self.http.open(hooks, self.deadline_s, [key]) as call:
             def send() -> JobState:
-                box: dict = {}
-                call.request("POST", self.http.url(self.path(request)), json=body, headers={"API-Key": key},
-                             idempotent=False, check=job_check(call, box),
-                             progress_text=lambda elapsed: f"ImagePipeline: submitting, {elapsed:.0f} s elapsed")
-                call.job_id = box["job"].job_id
-                return box["job"]
+                return submit(call, self.http.url(self.path(request)), body, headers={"API-Key": key},
+                              progress_text=lambda elapsed: f"ImagePipeline: submitting, {elapsed:.0f} s elapsed")
 
             fetch = lambda current: self.fetch(call, key, request, current)  # noqa: E731
             job = poll(call, submit_or_resume(call, send, fetch), fetch)

@@ -23,8 +23,9 @@ from typing import Any, Callable, Optional
 
 import requests
 
-from ..errors import ContentFiltered, JobUnknown, ProviderError, ProviderFailed
-from .http import HttpCall, NotReady, body_message, error_for, _retry_after_from
+from ..errors import ContentFiltered, ProviderError, ProviderFailed
+from .http import HttpCall, NotReady
+from .http_errors import body_message, error_for, retry_after_from
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +168,14 @@ def parse_job(body: Any) -> JobState:
         nsfw=_flags(body.get("nsfw_content_detected", body.get("nsfw"))),
         seed=seed,
         meta=meta,
-        retry_after=_retry_after_from(None, body),
+        retry_after=retry_after_from(None, body),
         raw_status=raw_status,
         generation_time=to_float(body.get("generationTime", body.get("generation_time"))),
     )
 
 
 def job_error(service: str, job: JobState, status: Optional[int] = None) -> ProviderError:
-    """The typed error of a job the service answered ``error`` / ``failed`` for; ``job_failed`` marks
-    it as the service's own verdict (the journal records the call as failed, not as still running)."""
+    """``job_failed``: the service's own verdict (the journal records the call failed, not running)."""
     error = error_for(service, job.message or job.raw_status or "no message", status=status, fields=job.fields,
                       retry_after=job.retry_after, state=job.state, job_id=job.job_id)
     error.job_failed = True
@@ -200,26 +200,6 @@ def submit(call: HttpCall, url: str, payload: dict, **kwargs: Any) -> JobState:
     call.request("POST", url, json=payload, idempotent=False, check=job_check(call, box), **kwargs)
     job = box["job"]
     call.job_id = job.job_id or call.job_id
-    return job
-
-
-def submit_or_resume(call: HttpCall, send: Callable[[], JobState],
-                     fetch: Callable[[JobState], JobState]) -> JobState:
-    """The job's first state: a fetch of ``call.hooks.resume_job`` (nothing submitted, nothing
-    uploaded) when the journal resumes a job, else ``send()``'s, whose job id is reported through
-    ``call.hooks.job_submitted``. A resumed job the service does not know raises :class:`JobUnknown`."""
-    resume = call.hooks.resume_job
-    if resume:
-        call.job_id = resume
-        try:
-            return fetch(JobState(state="processing", job_id=resume))
-        except ProviderError as error:
-            if error.status == 404 or "not found" in str(error).lower():
-                raise JobUnknown(f"{call.label} no longer knows job {resume}.", provider=call.service) from None
-            raise
-    job = send()
-    if job.job_id:
-        call.hooks.job_submitted(job.job_id)
     return job
 
 
@@ -408,7 +388,6 @@ __all__ = [
     "job_error",
     "job_check",
     "submit",
-    "submit_or_resume",
     "next_wait",
     "poll",
     "output_bytes",
