@@ -222,3 +222,12 @@ def _readable(journal: Journal) -> list[dict]:
         return records(journal)
     except ValueError:  # never half-written (atomic), but be safe while the child writes
         return []
+
+
+def test_an_unwritable_journal_never_fails_the_paid_call(sandbox, tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the journal folder should be")
+    with caplog.at_level(logging.WARNING, logger="comfyui_imgedit"):
+        out = edit(client("modelslab"), Journal(blocker / "journal"))
+    assert np.abs(out.images.numpy() - expected()).max() < 2 / 255
+    assert any("cannot be written" in w for w in out.info["warnings"]) and "cannot write" in caplog.text

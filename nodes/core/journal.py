@@ -212,6 +212,8 @@ class Journal:
         self.max_bytes = int(max_bytes)
         self.max_age_s = float(max_age_s)
         self.caps_every_s = float(caps_every_s)
+        #: why the last write failed (a full disk, a read-only folder); a paid call never fails over it
+        self.write_error: Optional[str] = None
 
     def __repr__(self) -> str:
         return f"Journal({str(self.folder)!r})"
@@ -240,26 +242,39 @@ class Journal:
         return record if record.digest == digest else None
 
     def write(self, record: Record) -> Record:
-        """Store ``record`` (atomically), stamping its update time."""
+        """Store ``record`` (atomically), stamping its update time; a failure is logged and kept in
+        :attr:`write_error`, never raised (the paid call goes on)."""
         record.updated = time.time()
         folder = self._dir(record.digest)
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / RECORD_FILE, json.dumps(record.to_json(), indent=1, default=str).encode("utf-8"))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _atomic_write(folder / RECORD_FILE, json.dumps(record.to_json(), indent=1, default=str).encode("utf-8"))
+        except OSError as error:
+            self._write_failed(error)
         return record
 
     def save_results(self, record: Record, pngs: list[bytes], **result: Any) -> Record:
         """Write the result pictures, then mark ``record`` done (so a done record's files all exist)."""
         folder = self._dir(record.digest)
-        folder.mkdir(parents=True, exist_ok=True)
         names = []
-        for index, png in enumerate(pngs):
-            name = f"{index}.png"
-            _atomic_write(folder / name, png)
-            names.append(name)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for index, png in enumerate(pngs):
+                name = f"{index}.png"
+                _atomic_write(folder / name, png)
+                names.append(name)
+        except OSError as error:
+            self._write_failed(error)
+            return record
         record.state = "done"
         record.error = ""
         record.result = {"files": names, **result}
         return self.write(record)
+
+    def _write_failed(self, error: OSError) -> None:
+        self.write_error = f"{type(error).__name__}: {error.strerror or error}"
+        log.warning("ImgEdit journal: cannot write in %s (%s); paid calls are not protected against being "
+                    "paid twice until it can.", self.folder, self.write_error)
 
     def result_files(self, record: Record) -> Optional[list[bytes]]:
         """The PNG bytes of a done record, or None (warned) when one is missing."""

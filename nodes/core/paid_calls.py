@@ -76,6 +76,9 @@ def journaled_edit(provider: Provider, journal: Journal, digest: str, endpoint: 
         record = journal.write(Record(digest=digest, provider=provider.name, endpoint=endpoint))
         answer = _edit(provider, journal, record, request, hooks)
     _save(journal, record, answer)
+    if journal.write_error:
+        warnings.append(f"the journal folder {journal.folder} cannot be written ({journal.write_error}): this call "
+                        f"is not protected against being lost or paid twice.")
     answer.warnings[:0] = [w for w in warnings if w not in answer.warnings]
     answer.notes.extend(notes)
     return answer
