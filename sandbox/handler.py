@@ -79,6 +79,10 @@ class Handler(QueuedJobs, BaseHTTPRequestHandler):
                     except OSError:
                         pass
                     return
+                if canned.charged and route is not None:
+                    self._discard_answer = True  # the work happens, its answer is replaced
+                    route(self, record, **params)
+                    self._discard_answer = False
                 if not canned.passthrough:
                     self._send_canned(canned)
                     return
@@ -123,7 +127,11 @@ class Handler(QueuedJobs, BaseHTTPRequestHandler):
                 return m.group(1), h._file, {"name": m.group(2)}
         return "unknown", None, {}
 
+    _discard_answer = False
+
     def _send(self, status: int, body: bytes, ctype: str, headers: Optional[dict[str, str]] = None) -> None:
+        if self._discard_answer:
+            return
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))

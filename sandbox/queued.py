@@ -80,6 +80,8 @@ class QueuedJobs:
             if service == "modelslab" and str(body["model_id"]).startswith("missing"):
                 self._error(service, 400, f"Model not found: {body['model_id']}")
                 return
+            if service == "modelslab" and sb.size_window:
+                self._check_window(body)
             samples = int(float(body.get("samples", 1)))
             if not 1 <= samples <= 4:
                 raise BadInput("samples", "samples must be between 1 and 4")
@@ -116,11 +118,27 @@ class QueuedJobs:
                 data, ctype = base64.b64encode(data), "text/plain"
             files.append(sb._store(data, ctype, "out", ready_at))  # noqa: SLF001
         with sb._lock:  # noqa: SLF001
+            sb.charges += 1
             job = Job(id=next(sb._ids), service=service, ready_at=ready_at, files=files, seed=seed,  # noqa: SLF001
                        nsfw=sb.nsfw, width=image.width, height=image.height, steps=steps,
                        prompt=str(body.get("prompt")))
             sb._jobs[job.id] = job  # noqa: SLF001
         self._job_answer(job)
+
+    @staticmethod
+    def _check_window(body: dict) -> None:
+        """ModelsLab's documented validation: width and height 256-1024, multiples of 8."""
+        for name in ("width", "height"):
+            value = int(float(body.get(name, 512)))
+            if not 256 <= value <= 1024:
+                raise BadInput(name, f"The {name} must be between 256 and 1024.")
+            if value % 8:
+                raise BadInput(name, f"The {name} must be divisible by 8.")
+
+    def _seeds_of(self, job: Job, samples: int) -> Any:
+        if self.sandbox.seed_list:
+            return [self._num((job.seed + k) % 2**32) for k in range(samples)]
+        return self._num(job.seed)
 
     def _queued_fetch(self, record: Recorded, service: str, job_id: Optional[str]) -> None:
         sb = self.sandbox
@@ -177,7 +195,7 @@ class QueuedJobs:
             "proxy_links": "",
             "nsfw_content_detected": job.nsfw,
             "webhook_status": "",
-            "meta": {"seed": self._num(job.seed), "W": job.width, "H": job.height, "steps": job.steps,
+            "meta": {"seed": self._seeds_of(job, len(links)), "W": job.width, "H": job.height, "steps": job.steps,
                      "prompt": job.prompt, "n_samples": len(links)},
         })
 

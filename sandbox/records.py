@@ -9,7 +9,8 @@ from typing import Any, Optional
 @dataclass
 class Canned:
     """One scripted answer. ``passthrough``: wait ``delay`` then answer normally (a slow answer);
-    ``close``: drop the connection without answering."""
+    ``close``: drop the connection without answering; ``charged``: do the work and bill it (Dezgo's
+    charge, a queued job), then answer this instead (a gateway error hiding a paid job)."""
 
     status: int = 200
     json: Any = None
@@ -18,6 +19,7 @@ class Canned:
     delay: float = 0.0
     passthrough: bool = False
     close: bool = False
+    charged: bool = False
     content_type: Optional[str] = None
 
 

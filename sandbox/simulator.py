@@ -67,6 +67,13 @@ class SandboxServer:
       ``id``, ``eta`` and ``meta.seed`` are strings; ``use_messege``: processing answers spell it ``messege``.
     - ``output_scale``: results are resized by this factor (a provider ignoring the size).
     - ``base64_output``: ModelsLab/v3 outputs are links whose body is base64 text.
+    - ``seed_list``: ModelsLab/v3 answers give every sample's seed (``meta.seed`` as a list)
+      instead of the documented single first seed.
+
+    - ``size_window``: ModelsLab refuses ``width`` / ``height`` as its error-codes page documents
+      (256-1024, multiples of 8).
+
+    ``charges`` counts paid work however it was answered (see ``Canned(charged=True)``).
     """
 
     def __init__(
@@ -97,6 +104,10 @@ class SandboxServer:
         self.use_messege = True
         self.output_scale = 1.0
         self.base64_output = False
+        self.seed_list = False
+        self.size_window = False
+        #: paid pieces of work done (Dezgo generations and queued jobs accepted), however answered
+        self.charges = 0
         self.requests: list[Recorded] = []
         self._scripts: dict[str, deque] = {}
         self._files: dict[str, tuple[bytes, str]] = {}
@@ -253,6 +264,7 @@ class SandboxServer:
         usd = (pixels * 6.849e-6 - 1.133) * max(steps, 10) / 10000
         with self._lock:
             self.balance_usd = round(self.balance_usd - usd, 6)
+            self.charges += 1
         return round(usd, 6)
 
     def _load_image(self, value: Any, field_name: str) -> Image.Image:
