@@ -25,11 +25,23 @@ from comfyui_imgedit.nodes.core.providers.imagepipeline import ImagePipelineClie
 from comfyui_imgedit.nodes.core.providers.modelslab import ModelsLabClient
 from comfyui_imgedit.nodes.core.request import Cancelled
 from comfyui_imgedit.sandbox import Canned, render
-from remote_support import KEY, RecordingHooks, box_mask, fast_http, picture, sandbox  # noqa: F401
+from remote_support import KEY, RecordingHooks, fast_http, sandbox  # noqa: F401
+from remote_support import box_mask as small_mask
+from remote_support import picture as small_picture
 
 SUBMIT = {"modelslab": "modelslab.img2img", "imagepipeline": "imagepipeline.submit", "dezgo": "dezgo.image2image"}
 CLIENTS = {"modelslab": ModelsLabClient, "imagepipeline": ImagePipelineClient, "dezgo": DezgoClient}
 REPO = Path(__file__).resolve().parents[1]
+# inside every service's size window (ModelsLab: edges 256-1024), so the result is the sandbox's exact edit
+H, W = 256, 320
+
+
+def picture(seed: int = 0):
+    return small_picture(H, W, seed=seed)
+
+
+def box_mask():
+    return small_mask(H, W)
 
 
 @pytest.fixture
@@ -169,7 +181,7 @@ def test_truncated_record_is_skipped_and_the_call_made_again(sandbox, journal, c
     with caplog.at_level(logging.WARNING, logger="comfyui_imgedit"):
         out = edit(client("dezgo"), journal)
     assert "corrupt or half-written" in caplog.text
-    assert sandbox.count(SUBMIT["dezgo"]) == 2 and out.images.shape == (1, 32, 48, 3)
+    assert sandbox.count(SUBMIT["dezgo"]) == 2 and out.images.shape == (1, H, W, 3)
     assert [r["state"] for r in records(journal)] == ["done"]
 
 
@@ -192,14 +204,16 @@ def test_a_new_process_resumes_a_pending_job(sandbox, journal):
         import sys, torch
         sys.path.insert(0, sys.argv[2])
         from remote_support import fast_http, picture
+        H, W = int(sys.argv[3]), int(sys.argv[4])
         from comfyui_imgedit.nodes.core.edit import run_edit
         from comfyui_imgedit.nodes.core.journal import Journal
         from comfyui_imgedit.nodes.core.providers.modelslab import ModelsLabClient
-        run_edit(ModelsLabClient(http=fast_http("modelslab")), picture(), prompt="a red barn", strength=0.5,
+        run_edit(ModelsLabClient(http=fast_http("modelslab")), picture(H, W), prompt="a red barn", strength=0.5,
                  seed=42, journal=Journal(sys.argv[1]))
     """)
     env = {**os.environ, **sandbox.environ()}
-    child = subprocess.Popen([sys.executable, "-c", script, str(journal.folder), str(REPO / "tests")], env=env,
+    child = subprocess.Popen([sys.executable, "-c", script, str(journal.folder), str(REPO / "tests"), str(H), str(W)],
+                             env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -179,10 +179,10 @@ def _plan_calls(provider: Provider, images, masks, skipped, *, seed, samples, op
     for item in range(images.shape[0]):
         if item in skipped:
             continue
-        picture, fit = img.fit_size(images[item], rule.max_edge, rule.multiple, rule.mode)
+        picture, fit = img.fit_size(images[item], rule.max_edge, rule.multiple, rule.mode, rule.min_edge)
         area = None
         if masks is not None:
-            area, _ = img.fit_size(masks[item], rule.max_edge, rule.multiple, rule.mode)
+            area, _ = img.fit_size(masks[item], rule.max_edge, rule.multiple, rule.mode, rule.min_edge)
         for first in range(0, samples, per_call):
             calls.append(_Call(item, first, EditRequest(
                 image=picture, mask=area, samples=min(per_call, samples - first),

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..request import EditRequest, EditResult, Hooks
-from .base import RemoteProvider, mask_png, png_bytes, v_choice, v_float, v_int, v_text
+from .base import RemoteProvider, clamp_to_range, mask_png, png_bytes, v_choice, v_float, v_text
 from .http_errors import body_message, error_for
 from .jobs import decode_result, looks_like_image, to_float, to_int
 
@@ -25,6 +25,21 @@ IMG2IMG_PATH = "/image2image"
 INPAINT_PATH = "/inpainting"
 
 
+#: Ranges from Dezgo's API page as quoted by two clients ([O] in PROVIDERS.md §1).
+STEPS_RANGE = (10, 150)
+GUIDANCE_RANGE = (-20.0, 20.0)
+
+
+def v_upscale(name: str, value: Any) -> Any:
+    """Only 1: Dezgo bills ``upscale=2`` extra and the edit node brings every result back to the
+    input size, so the doubled pixels would be paid for and thrown away."""
+    if value in (1, "1"):
+        return 1
+    raise InputError(f"{name} is {value!r}; Dezgo's upscale=2 is billed extra and its result would be scaled "
+                     f"back to the input size, so it is refused: leave it out and put an upscale node (e.g. "
+                     f"'Upscale Image (using Model)') after the edit.")
+
+
 class DezgoClient(RemoteProvider):
     """Dezgo image2image / inpainting (one sample per call)."""
 
@@ -33,7 +48,7 @@ class DezgoClient(RemoteProvider):
         "model": v_text(200),
         "sampler": v_text(100),
         "format": v_choice(*FORMATS),
-        "upscale": v_int(1, 2),
+        "upscale": v_upscale,
     }
 
     def __init__(self, *, model: str = "", sampler: str = "", format: str = "png",
@@ -57,11 +72,13 @@ class DezgoClient(RemoteProvider):
     def form_fields(self, request: EditRequest) -> tuple[dict[str, str], list[str]]:
         """The non-file form fields for ``request`` (strings, as multipart sends them)."""
         options, warnings = self.merged_options(request)
+        steps = clamp_to_range(int(request.steps), *STEPS_RANGE, "steps", self.label, warnings)
+        guidance = clamp_to_range(float(request.guidance), *GUIDANCE_RANGE, "guidance", self.label, warnings)
         fields: dict[str, Any] = {
             "prompt": request.prompt,
             "strength": f"{float(request.strength):g}",
-            "steps": str(int(request.steps)),
-            "guidance": f"{float(request.guidance):g}",
+            "steps": str(int(steps)),
+            "guidance": f"{guidance:g}",
             "format": self.format,
         }
         if request.negative_prompt:

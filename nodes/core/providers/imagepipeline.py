@@ -18,7 +18,7 @@ from ..errors import InputError, ProviderFailed
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes, v_bool, v_text, v_url
 from .http import HttpCall
-from .jobs import JobState, collect_images, job_check, poll, submit
+from .jobs import JobState, collect_images, job_check, poll, sample_seeds, submit
 from .resume import submit_or_resume
 
 FAMILIES = ("sdxl", "sd")
@@ -155,7 +155,7 @@ class ImagePipelineClient(RemoteProvider):
             call.progress("ImagePipeline: done", done=True)
             return EditResult(
                 images=pictures,
-                seeds=[job.seed if job.seed is not None else request.seed] * len(pictures),
+                seeds=sample_seeds(job, request.seed, len(pictures)),
                 job_ids=[job.job_id] if job.job_id else [],
                 metadata={},
                 warnings=[call.redact(w) for w in warnings],

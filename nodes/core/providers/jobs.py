@@ -108,10 +108,14 @@ class JobState:
     fields: dict[str, str] = field(default_factory=dict)
     nsfw: list[bool] = field(default_factory=list)
     seed: Optional[int] = None
+    #: every sample's seed, when the answer lists them (``meta.seed`` / ``meta.seeds`` as a list)
+    seeds: list[Optional[int]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     retry_after: Optional[float] = None
     raw_status: str = ""
     generation_time: Optional[float] = None
+    #: when a fetch first answered 404 (ModelsLab: "not ready yet" for a bounded time)
+    not_found_since: Optional[float] = None
 
     @property
     def terminal(self) -> bool:
@@ -153,9 +157,7 @@ def parse_job(body: Any) -> JobState:
     else:
         state = "error"
     eta = to_float(body.get("eta", body.get("estimated_time_seconds")))
-    seed = to_int(meta.get("seed")) if meta else None
-    if seed is None:
-        seed = to_int(body.get("seed"))
+    seeds = _seed_list(meta, body)
     return JobState(
         state=state,
         job_id=job_id,
@@ -166,12 +168,35 @@ def parse_job(body: Any) -> JobState:
         message=message,
         fields=fields,
         nsfw=_flags(body.get("nsfw_content_detected", body.get("nsfw"))),
-        seed=seed,
+        seed=seeds[0] if seeds else None,
+        seeds=seeds if len(seeds) > 1 else [],
         meta=meta,
         retry_after=retry_after_from(None, body),
         raw_status=raw_status,
         generation_time=to_float(body.get("generationTime", body.get("generation_time"))),
     )
+
+
+def _seed_list(meta: dict, body: dict) -> list[Optional[int]]:
+    """The seeds an answer gives: one (``meta.seed`` / ``seed``) or a list (``seeds`` or a list ``seed``)."""
+    for source in (meta, body):
+        for name in ("seeds", "seed"):
+            value = source.get(name)
+            if isinstance(value, (list, tuple)) and value:
+                return [to_int(v) for v in value]
+            if to_int(value) is not None:
+                return [to_int(value)]
+    return []
+
+
+def sample_seeds(job: JobState, sent: Optional[int], samples: int) -> list[Optional[int]]:
+    """Each sample's seed as the service reported it. Where it names only the first (or none: then
+    the seed that was sent), the others are None: these services make all samples of a call from
+    one seed and do not document how, so "sample k uses seed + k" cannot be promised."""
+    if len(job.seeds) >= samples:
+        return list(job.seeds[:samples])
+    first = job.seed if job.seed is not None else sent
+    return [first] + [None] * (samples - 1)
 
 
 def job_error(service: str, job: JobState, status: Optional[int] = None) -> ProviderError:
@@ -388,6 +413,7 @@ __all__ = [
     "job_error",
     "job_check",
     "submit",
+    "sample_seeds",
     "next_wait",
     "poll",
     "output_bytes",

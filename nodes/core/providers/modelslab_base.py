@@ -8,15 +8,17 @@ answer is used only when it is on that same host (so the key never goes anywhere
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any, Optional
 from urllib.parse import quote
 
-from ..errors import InputError, ProviderFailed
+from ..errors import InputError, ProviderError, ProviderFailed
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes
 from .http import HttpCall, ProviderHttp
 from .http_errors import body_message, error_for
-from .jobs import JobState, collect_images, job_check, poll, submit, to_int, to_list
+from .jobs import JobState, collect_images, job_check, poll, sample_seeds, submit, to_int, to_list
 from .resume import submit_or_resume
 from .urls import same_origin
 
@@ -130,8 +132,26 @@ class ModelsLabFamily(RemoteProvider):
         body: dict[str, Any] = {"key": key}
         if job.job_id:
             body["request_id"] = job.job_id
-        call.request("POST", self.fetch_url(job), json=body, idempotent=True, check=job_check(call, box))
+        try:
+            call.request("POST", self.fetch_url(job), json=body, idempotent=True, check=job_check(call, box))
+        except ProviderError as error:
+            if error.status != 404:
+                raise
+            return self._not_found_yet(call, job)
         return box["job"]
+
+    def _not_found_yet(self, call: HttpCall, job: JobState) -> JobState:
+        """ModelsLab's OpenAPI lists 404 for fetch: a job just queued may not be known there yet, so
+        404 means "not ready" for ``not_ready_s`` (60 s), then the job is given up."""
+        now = time.monotonic()
+        since = job.not_found_since or now
+        if now - since > call.http.not_ready_s:
+            raise ProviderFailed(
+                f"{self.label}'s fetch still answers 404 (not found) for job {job.job_id} after "
+                f"{call.http.not_ready_s:.0f} s: the job may have expired, run the edit again.",
+                provider=self.service, status=404)
+        return dataclasses.replace(job, state="processing", raw_status="not found yet", eta=None,
+                                   not_found_since=since)
 
     def edit(self, request: EditRequest, hooks: Hooks) -> EditResult:
         payload, warnings = self.build_payload(request)
@@ -162,7 +182,7 @@ class ModelsLabFamily(RemoteProvider):
             call.progress(f"{self.label}: done", done=True)
             return EditResult(
                 images=pictures,
-                seeds=[job.seed if job.seed is not None else request.seed] * len(pictures),
+                seeds=sample_seeds(job, request.seed, len(pictures)),
                 job_ids=[job.job_id] if job.job_id else [],
                 metadata=metadata,
                 warnings=[call.redact(w) for w in warnings],

@@ -18,12 +18,17 @@ def submit_or_resume(call: HttpCall, send: Callable[[], JobState],
     resume = call.hooks.resume_job
     if resume:
         call.job_id = resume
+        gone = JobUnknown(f"{call.label} no longer knows job {resume}.", provider=call.service)
         try:
-            return fetch(JobState(state="processing", job_id=resume))
+            first = fetch(JobState(state="processing", job_id=resume))
         except ProviderError as error:
             if error.status == 404 or "not found" in str(error).lower():
-                raise JobUnknown(f"{call.label} no longer knows job {resume}.", provider=call.service) from None
+                raise gone from None
             raise
+        # A fetch may read 404 as "just queued, not known yet"; a job queued in an earlier run is gone.
+        if first.not_found_since is not None:
+            raise gone
+        return first
     job = send()
     if job.job_id:
         call.hooks.job_submitted(job.job_id)

@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    InvalidHeader,
     MaxRetryError,
     NewConnectionError,
     ProtocolError,
@@ -78,6 +79,18 @@ class CancellableRetry(Retry):
         fresh = super().new(**kw)
         fresh.abort, fresh.deadline, fresh.on_wait = self.abort, self.deadline, self.on_wait
         return fresh
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        # urllib3 takes whole seconds or an HTTP date and raises on anything else ("0.5"); a
+        # Retry-After it cannot read must not fail the call: fractions are read, the rest -> backoff.
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+        try:
+            return super().parse_retry_after(retry_after)
+        except InvalidHeader:
+            return 0.0
 
     def increment(self, *args: Any, **kwargs: Any) -> "CancellableRetry":
         # A Cancel closes the call's sockets; the failed read must not start a fresh attempt.
