@@ -23,14 +23,17 @@ from comfyui_imgedit.nodes.core.journal import Journal
 from comfyui_imgedit.nodes.core.providers.dezgo import DezgoClient
 from comfyui_imgedit.nodes.core.providers.imagepipeline import ImagePipelineClient
 from comfyui_imgedit.nodes.core.providers.modelslab import ModelsLabClient
+from comfyui_imgedit.nodes.core.providers.sdapi import SDAPIClient
 from comfyui_imgedit.nodes.core.request import Cancelled
 from comfyui_imgedit.sandbox import Canned, render
 from remote_support import KEY, RecordingHooks, fast_http, sandbox  # noqa: F401
 from remote_support import box_mask as small_mask
 from remote_support import picture as small_picture
 
-SUBMIT = {"modelslab": "modelslab.img2img", "imagepipeline": "imagepipeline.submit", "dezgo": "dezgo.image2image"}
-CLIENTS = {"modelslab": ModelsLabClient, "imagepipeline": ImagePipelineClient, "dezgo": DezgoClient}
+SUBMIT = {"modelslab": "modelslab.img2img", "sdapi": "sdapi.img2img", "imagepipeline": "imagepipeline.submit",
+          "dezgo": "dezgo.image2image"}
+CLIENTS = {"modelslab": ModelsLabClient, "sdapi": SDAPIClient, "imagepipeline": ImagePipelineClient,
+           "dezgo": DezgoClient}
 REPO = Path(__file__).resolve().parents[1]
 # inside every service's size window (ModelsLab: edges 256-1024), so the result is the sandbox's exact edit
 H, W = 256, 320
@@ -80,7 +83,7 @@ def cancel_while_polling(provider, journal, sandbox, endpoint: str, after_s: flo
     return stopped
 
 
-@pytest.mark.parametrize("service", ["dezgo", "modelslab", "imagepipeline"])
+@pytest.mark.parametrize("service", ["dezgo", "modelslab", "sdapi", "imagepipeline"])
 def test_same_request_twice_is_submitted_once(sandbox, journal, service):
     first = edit(client(service), journal)
     second = edit(client(service), journal)
@@ -95,7 +98,7 @@ def test_same_request_twice_is_submitted_once(sandbox, journal, service):
     assert [r["state"] for r in records(journal)] == ["done"]
 
 
-@pytest.mark.parametrize("service", ["modelslab", "imagepipeline"])
+@pytest.mark.parametrize("service", ["modelslab", "sdapi", "imagepipeline"])
 def test_cancel_while_polling_then_run_again_resumes_the_job(sandbox, journal, service):
     sandbox.job_delay = 2.0
     assert cancel_while_polling(client(service), journal, sandbox, SUBMIT[service]) < 1.0
@@ -169,7 +172,7 @@ def test_journal_folder_never_holds_the_key(sandbox, journal):
     with pytest.raises(AuthError):
         edit(client("dezgo"), journal, seed=8)
     files = [p for p in journal.folder.rglob("*") if p.is_file()]
-    assert len(files) == 1 + 3 * 2 + 1  # the pending record, three done ones with a picture, the failed one
+    assert len(files) == 1 + len(CLIENTS) * 2 + 1  # the pending record, done ones with a picture, the failed one
     for path in files:
         assert KEY.encode() not in path.read_bytes(), path
 
