@@ -102,17 +102,32 @@ function statusText(has) {
   return "Key status unknown (is the pack's /imgedit/keys route loaded?).";
 }
 
+const ROW_CSS = "display:flex;gap:6px;align-items:center;";
+
+// The frame of one custom setting (a key field or the journal switch) and its status line.
+function settingBox(className) {
+  const root = document.createElement("div");
+  root.className = className;
+  root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:430px;max-width:100%;";
+  return root;
+}
+
+function statusLine(className) {
+  const status = document.createElement("div");
+  status.className = className;
+  status.style.cssText = "font-size:12px;opacity:0.8;";
+  return status;
+}
+
 // Custom setting renderer: (name, setter, value, attrs) -> HTMLElement. `setter` is deliberately
 // never called, so the key never enters the settings store.
 function keyField(entry) {
   return function render(_name, _setter, _value, _attrs) {
-    const root = document.createElement("div");
-    root.className = "imgedit-key-setting";
+    const root = settingBox("imgedit-key-setting");
     root.dataset.service = entry.service;
-    root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:430px;max-width:100%;";
 
     const row = document.createElement("div");
-    row.style.cssText = "display:flex;gap:6px;align-items:center;";
+    row.style.cssText = ROW_CSS;
 
     const input = document.createElement("input");
     input.type = "password";
@@ -136,9 +151,7 @@ function keyField(entry) {
     clear.className = "p-button p-component p-button-secondary imgedit-key-clear";
     clear.style.cssText = "padding:4px 10px;";
 
-    const status = document.createElement("div");
-    status.className = "imgedit-key-status";
-    status.style.cssText = "font-size:12px;opacity:0.8;";
+    const status = statusLine("imgedit-key-status");
     status.textContent = statusCache ? statusText(statusCache[entry.service]) : "Checking…";
 
     const run = async (key) => {
@@ -207,19 +220,15 @@ function journalText(state) {
 
 // Custom renderer, like the key fields: `setter` is never called, the server holds the switch.
 function journalField(_name, _setter, _value, _attrs) {
-  const root = document.createElement("div");
-  root.className = "imgedit-journal-setting";
-  root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:430px;max-width:100%;";
+  const root = settingBox("imgedit-journal-setting");
   const label = document.createElement("label");
-  label.style.cssText = "display:flex;gap:6px;align-items:center;";
+  label.style.cssText = ROW_CSS;
   const box = document.createElement("input");
   box.type = "checkbox";
   box.className = "imgedit-journal-toggle";
   box.disabled = true;
   label.append(box, document.createTextNode("Keep a journal of paid calls"));
-  const status = document.createElement("div");
-  status.className = "imgedit-journal-status";
-  status.style.cssText = "font-size:12px;opacity:0.8;";
+  const status = statusLine("imgedit-journal-status");
   status.textContent = "Checking…";
   const show = (state) => {
     box.checked = !state.error && state.panel;

@@ -29,11 +29,12 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
+
+from .files import atomic_write
 
 log = logging.getLogger("comfyui_imgedit")
 
@@ -102,7 +103,7 @@ def set_panel_enabled(user_dir: PathLike, enabled: bool) -> None:
         data = {}
     data["journal"] = bool(enabled)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def _env_number(name: str, default: float, scale: float) -> float:
@@ -178,23 +179,6 @@ class Record:
                    error=str(data.get("error") or ""))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a crash leaves the old file or the new one, never half of it."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 #: When each folder's caps were last applied (:meth:`Journal.enforce_caps` with ``every_s``).
 _caps_applied: dict[str, float] = {}
 
@@ -248,7 +232,7 @@ class Journal:
         folder = self._dir(record.digest)
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write(folder / RECORD_FILE, json.dumps(record.to_json(), indent=1, default=str).encode("utf-8"))
+            atomic_write(folder / RECORD_FILE, json.dumps(record.to_json(), indent=1, default=str).encode("utf-8"))
         except OSError as error:
             self._write_failed(error)
         return record
@@ -261,7 +245,7 @@ class Journal:
             folder.mkdir(parents=True, exist_ok=True)
             for index, png in enumerate(pngs):
                 name = f"{index}.png"
-                _atomic_write(folder / name, png)
+                atomic_write(folder / name, png)
                 names.append(name)
         except OSError as error:
             self._write_failed(error)
