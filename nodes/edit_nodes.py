@@ -51,7 +51,7 @@ def _common_inputs() -> list:
 def _outputs() -> list:
     return [
         io.Image.Output(display_name="IMAGE", tooltip="The edited pictures, at the input's size."),
-        io.String.Output(display_name="info", tooltip="JSON: provider, seeds, job ids, warnings, timings, cost when reported."),
+        io.String.Output(display_name="info", tooltip="JSON: provider, seeds, job ids, warnings, timings, cost when reported; journal: a result taken from the journal of paid calls or a resumed job."),
     ]
 
 

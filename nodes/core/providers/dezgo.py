@@ -16,7 +16,8 @@ from ..errors import InputError
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, clamp_to_range, mask_png, png_bytes, v_choice, v_float, v_text
 from .http_errors import body_message, error_for
-from .jobs import decode_result, looks_like_image, to_float, to_int
+from .jobs import to_float, to_int
+from .outputs import decode_result, looks_like_image
 
 #: Samplers seen in Dezgo clients ([O] in PROVIDERS.md); "" = Dezgo's default. Others pass via extra.
 SAMPLERS = ("ddim", "dpm", "dpm_single", "dpmpp_2m_karras", "euler", "euler_a", "k_lms", "pndm")

@@ -18,7 +18,8 @@ from ..errors import InputError, ProviderFailed
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes, v_bool, v_text, v_url
 from .http import HttpCall
-from .jobs import JobState, collect_images, job_check, poll, sample_seeds, submit
+from .jobs import JobState, job_check, poll, sample_seeds, submit
+from .outputs import collect_images
 from .resume import submit_or_resume
 
 FAMILIES = ("sdxl", "sd")

@@ -18,7 +18,8 @@ from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes
 from .http import HttpCall, ProviderHttp
 from .http_errors import body_message, error_for
-from .jobs import JobState, collect_images, job_check, poll, sample_seeds, submit, to_int, to_list
+from .jobs import JobState, job_check, poll, sample_seeds, submit, to_int, to_list
+from .outputs import collect_images
 from .resume import submit_or_resume
 from .urls import same_origin
 
