@@ -188,6 +188,16 @@ def test_truncated_record_is_skipped_and_the_call_made_again(sandbox, journal, c
     assert [r["state"] for r in records(journal)] == ["done"]
 
 
+def test_corrupt_result_picture_is_skipped_and_the_call_made_again(sandbox, journal, caplog):
+    edit(client("dezgo"), journal)
+    [png] = journal.folder.glob("*/0.png")
+    png.write_bytes(png.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING, logger="comfyui_imgedit"):
+        out = edit(client("dezgo"), journal)
+    assert "corrupt" in caplog.text and sandbox.count(SUBMIT["dezgo"]) == 2
+    assert np.abs(out.images.numpy() - expected()).max() < 2 / 255
+
+
 def test_caps_apply_after_a_run_now_and_then(sandbox, tmp_path):
     small = Journal(tmp_path / "small", max_bytes=1, caps_every_s=0)
     edit(client("dezgo"), small, seed=1)

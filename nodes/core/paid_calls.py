@@ -15,6 +15,7 @@ For a remote call with a fixed seed (a random seed is a new request every time):
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Optional
 
 import torch
@@ -23,6 +24,8 @@ from . import images as img
 from .errors import (AuthError, CreditsError, InputError, InvalidRequest, JobUnknown, ProviderError, RateLimited)
 from .journal import Journal, Record, request_digest
 from .request import Cancelled, EditRequest, EditResult, Hooks, Provider
+
+log = logging.getLogger("comfyui_imgedit")
 
 #: Answers that say the service did not do (or charge) the work: such a call is recorded as failed.
 _REFUSALS = (AuthError, CreditsError, InputError, InvalidRequest, RateLimited)
@@ -116,6 +119,8 @@ def _replay(journal: Journal, record: Record) -> Optional[EditResult]:
     try:
         pictures = [img.decode_image(png, name="a journal result") for png in pngs]
     except InputError:
+        log.warning("ImgEdit journal: a result picture of %s is corrupt; the call is made as new.",
+                    journal.folder / record.digest)
         return None
     stored = record.result
     metadata = dict(stored.get("metadata") or {})
