@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from comfyui_imgedit.nodes.core import images as img
 from comfyui_imgedit.nodes.core.edit import run_edit
@@ -154,6 +155,15 @@ def test_any_change_is_a_new_submission(sandbox, journal):
     edit(client("modelslab"), journal, prompt="a blue barn")
     assert sandbox.count(SUBMIT["modelslab"]) == 5 and sandbox.count("modelslab.inpaint") == 1
     assert len(records(journal)) == 6
+
+
+def test_identical_calls_at_once_are_paid_once(sandbox, journal):
+    """A batch of equal pictures with one seed: one submission, the other calls read its result."""
+    sandbox.sync_delay = 0.3
+    out = edit(client("dezgo", max_concurrency=4), journal, image=picture().expand(3, -1, -1, -1))
+    assert sandbox.count(SUBMIT["dezgo"]) == 1
+    assert out.images.shape[0] == 3 and all(torch.equal(out.images[0], out.images[i]) for i in (1, 2))
+    assert len(out.info["journal"]) == 2 and len(records(journal)) == 1
 
 
 def test_random_seed_is_never_matched(sandbox, journal):

@@ -14,9 +14,11 @@ For a remote call with a fixed seed (a random seed is a new request every time):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from typing import Optional
+import threading
+from typing import Iterator, Optional
 
 import torch
 
@@ -42,7 +44,29 @@ def paid_edit(provider: Provider, journal: Optional[Journal], request: EditReque
         pictures.append(_picture_bytes(request.mask))
     digest = request_digest(provider.name, identity["endpoint"], identity["fields"], pictures)
     digests.add(digest)
-    return journaled_edit(provider, journal, digest, identity["endpoint"], request, hooks)
+    with _one_at_a_time(digest, hooks):
+        return journaled_edit(provider, journal, digest, identity["endpoint"], request, hooks)
+
+
+#: One lock per digest in flight in this process: identical calls running at once (a batch of equal
+#: pictures with one seed, two equal nodes in a graph) are paid once, the others read the result.
+_in_flight: dict[str, threading.Lock] = {}
+_in_flight_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_at_a_time(digest: str, hooks: Hooks) -> Iterator[None]:
+    with _in_flight_guard:
+        lock = _in_flight.setdefault(digest, threading.Lock())
+    while not lock.acquire(timeout=0.2):
+        hooks.check_cancelled()
+    try:
+        yield
+    finally:
+        lock.release()
+        with _in_flight_guard:
+            if not lock.locked() and _in_flight.get(digest) is lock:
+                del _in_flight[digest]
 
 
 def _picture_bytes(tensor) -> bytes:
