@@ -10,6 +10,8 @@ For a remote call with a fixed seed (a random seed is a new request every time):
   is made again with a warning that an identical call's outcome is unknown;
 - otherwise the call is made; the record is written before it goes out, when the job id arrives
   (``Hooks.job_submitted``) and when it ends. A Cancel leaves the record as it is.
+
+Identical calls in flight at the same time in this process wait for the first one and read its result.
 """
 
 from __future__ import annotations
