@@ -138,3 +138,11 @@ def test_summary_line_names_records_and_size(tmp_path):
     stored(journal, 1, size=2_000_000)
     line = journal.summary_line()
     assert "1 record(s)" in line and "2.0 MB" in line and "2 GB" in line and "30 days" in line
+
+
+@pytest.mark.parametrize("raw", ["lots", "inf", "-1", "nan"])
+def test_a_bad_cap_in_the_environment_keeps_the_default(monkeypatch, tmp_path, caplog, raw):
+    monkeypatch.setenv("IMGEDIT_JOURNAL_MAX_GB", raw)
+    with caplog.at_level(logging.WARNING, logger="comfyui_imgedit"):
+        assert jr.open_journal(tmp_path).max_bytes == jr.DEFAULT_MAX_BYTES
+    assert "IMGEDIT_JOURNAL_MAX_GB" in caplog.text

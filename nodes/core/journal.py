@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -113,9 +114,11 @@ def _env_number(name: str, default: float, scale: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        log.warning("ImgEdit: %s=%r is not a number; the journal keeps its default cap.", name, raw)
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        log.warning("ImgEdit: %s=%r is not a number of 0 or more; the journal keeps its default cap.", name, raw)
         return default
-    return max(0.0, value) * scale
+    return value * scale
 
 
 def open_journal(user_dir: Optional[PathLike] = None) -> Optional["Journal"]:
