@@ -182,7 +182,7 @@ class Record:
                    error=str(data.get("error") or ""))
 
 
-#: When each folder's caps were last applied (:meth:`Journal.enforce_caps` with ``every_s``).
+#: When each folder's caps were last applied (:meth:`Journal.enforce_caps_now_and_then`).
 _caps_applied: dict[str, float] = {}
 
 
