@@ -187,25 +187,19 @@ def test_journal_folder_never_holds_the_key(sandbox, journal):
         assert KEY.encode() not in path.read_bytes(), path
 
 
-def test_truncated_record_is_skipped_and_the_call_made_again(sandbox, journal, caplog):
+@pytest.mark.parametrize("damaged,keep,said", [("record.json", 40, "corrupt or half-written"),
+                                                ("0.png", 100, "result picture")])
+def test_truncated_record_or_picture_is_skipped_and_the_call_made_again(sandbox, journal, caplog, damaged, keep,
+                                                                        said):
     edit(client("dezgo"), journal)
-    [path] = journal.folder.glob("*/record.json")
-    path.write_bytes(path.read_bytes()[:40])
+    [path] = journal.folder.glob(f"*/{damaged}")
+    path.write_bytes(path.read_bytes()[:keep])
     with caplog.at_level(logging.WARNING, logger="comfyui_imgedit"):
         out = edit(client("dezgo"), journal)
-    assert "corrupt or half-written" in caplog.text
-    assert sandbox.count(SUBMIT["dezgo"]) == 2 and out.images.shape == (1, H, W, 3)
-    assert [r["state"] for r in records(journal)] == ["done"]
-
-
-def test_corrupt_result_picture_is_skipped_and_the_call_made_again(sandbox, journal, caplog):
-    edit(client("dezgo"), journal)
-    [png] = journal.folder.glob("*/0.png")
-    png.write_bytes(png.read_bytes()[:100])
-    with caplog.at_level(logging.WARNING, logger="comfyui_imgedit"):
-        out = edit(client("dezgo"), journal)
-    assert "corrupt" in caplog.text and sandbox.count(SUBMIT["dezgo"]) == 2
+    assert said in caplog.text and "corrupt" in caplog.text
+    assert sandbox.count(SUBMIT["dezgo"]) == 2
     assert np.abs(out.images.numpy() - expected()).max() < 2 / 255
+    assert [r["state"] for r in records(journal)] == ["done"]
 
 
 def test_caps_apply_after_a_run_now_and_then(sandbox, tmp_path):
