@@ -9,9 +9,7 @@ provider must not overlap other nodes as the remote ones do).
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
 import time
 
 import numpy as np
@@ -213,34 +211,14 @@ def test_odd_sizes_and_zero_steps(comfy, tmp_path):
     assert np.array_equal(unchanged, original), "0 denoising steps must return the picture as it was"
 
 
-async def _watch(comfy, nodes: dict, on_progress=None, timeout: float = 120.0) -> tuple[str, list[dict], list[str]]:
-    """Queue ``nodes`` with a websocket open; return (prompt id, its progress messages, message types)."""
-    import aiohttp
-
-    url = f"{comfy.server.url.replace('http', 'ws', 1)}/ws?clientId={comfy.client.client_id}"
-    progress, kinds = [], []
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url, max_msg_size=0) as ws:
-            prompt_id = await asyncio.to_thread(comfy.client.queue_prompt, nodes)
-
-            async def read():
-                async for message in ws:
-                    if message.type != aiohttp.WSMsgType.TEXT:
-                        continue
-                    data = json.loads(message.data)
-                    body = data.get("data") or {}
-                    if body.get("prompt_id") != prompt_id:
-                        continue
-                    kinds.append(data["type"])
-                    if data["type"] == "progress":
-                        progress.append({**body, "at": time.monotonic()})
-                        if on_progress is not None:
-                            await on_progress(body)
-                    if data["type"] in ("execution_success", "execution_error", "execution_interrupted"):
-                        return
-
-            await asyncio.wait_for(read(), timeout)
-    return prompt_id, progress, kinds
+def _wait_until(predicate, timeout: float, poll: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"not reached within {timeout} s")
 
 
 def _img2img_graph(comfy, tmp_path, name: str, **edit) -> dict:
@@ -252,32 +230,33 @@ def _img2img_graph(comfy, tmp_path, name: str, **edit) -> dict:
     return nodes
 
 
-def test_progress_counts_the_steps_that_run(comfy, tmp_path):
-    """steps 12, strength 0.5, 2 samples: two runs of int(12 * 0.5) = 6 steps on the edit node's bar."""
+def test_progress_and_previews_count_the_steps_that_run(comfy, tmp_path):
+    """steps 12, strength 0.5, 2 samples: two runs of int(12 * 0.5) = 6 steps on the edit node's bar,
+    each step with a latent preview (the session runs ComfyUI with --preview-method latent2rgb)."""
     nodes = _img2img_graph(comfy, tmp_path, "progress", strength=0.5, steps=12, seed=3, samples=2)
-    _, progress, kinds = asyncio.run(_watch(comfy, nodes))
-    assert "execution_success" in kinds, kinds
-    steps = [(p["value"], p["max"]) for p in progress if p["node"] == "4"]
-    print(f"\nprogress of the edit node: {steps}")
+    with comfy.client.socket() as ws:
+        comfy.client.run(nodes, timeout=300)
+        time.sleep(0.5)  # the last frames are sent from the server's loop after the prompt ends
+        steps = [(p["value"], p["max"]) for p in ws.of_type("progress") if p.get("node") == "4"]
+        previews = ws.previews()
+    print(f"\nprogress of the edit node: {steps}; {len(previews)} preview frames")
     assert steps == [(v, 6) for v in range(1, 7)] * 2
+    assert len(previews) == 12 and all(p[:2] == b"\xff\xd8" for p in previews)  # JPEG, one per step
 
 
 def test_cancel_stops_a_long_run_within_a_second(comfy, tmp_path):
     nodes = _img2img_graph(comfy, tmp_path, "cancel", strength=1.0, steps=150, seed=8, samples=1)
-    asked = {}
-
-    async def interrupt_at_step_3(body):
-        if body.get("node") == "4" and body["value"] == 3 and not asked:
-            asked["at"] = time.monotonic()
-            await asyncio.to_thread(comfy.client.post_json, "/interrupt", {})
-
-    prompt_id, progress, kinds = asyncio.run(_watch(comfy, nodes, on_progress=interrupt_at_step_3))
-    assert "execution_interrupted" in kinds, kinds
-    finished = time.monotonic()
+    with comfy.client.socket() as ws:
+        prompt_id = comfy.client.queue_prompt(nodes)
+        _wait_until(lambda: any(p.get("node") == "4" and p["value"] >= 3 for p in ws.of_type("progress")), 120)
+        asked = time.monotonic()
+        comfy.client.post_json("/interrupt", {})
+        _wait_until(lambda: ws.of_type("execution_interrupted") or ws.of_type("execution_success"), 30)
+        took = time.monotonic() - asked
+        time.sleep(0.5)
+        last_step = max(p["value"] for p in ws.of_type("progress") if p.get("node") == "4")
     entry = comfy.client.history(prompt_id)[prompt_id]
-    assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]]
-    took = finished - asked["at"]
-    last_step = max(p["value"] for p in progress if p["node"] == "4")
+    assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]], entry["status"]
     print(f"\ncancel (ComfyUI model): interrupted {took:.2f} s after POST /interrupt, at step {last_step} of 150")
     assert took <= 1.0, f"Cancel took {took:.2f} s"
     assert last_step < 150
