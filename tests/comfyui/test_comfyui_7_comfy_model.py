@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from comfyui_client import api_node
+from test_comfyui_5_runtime import _wait_until
 
 pytestmark = pytest.mark.comfyui
 
@@ -211,16 +212,6 @@ def test_odd_sizes_and_zero_steps(comfy, tmp_path):
     assert np.array_equal(unchanged, original), "0 denoising steps must return the picture as it was"
 
 
-def _wait_until(predicate, timeout: float, poll: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"not reached within {timeout} s")
-
-
 def _img2img_graph(comfy, tmp_path, name: str, **edit) -> dict:
     """LoadImage (a new 64x48 picture) + the tiny checkpoint -> ImgEditImg2Img (node "4") -> SaveImage."""
     info = comfy.object_info
@@ -248,10 +239,12 @@ def test_cancel_stops_a_long_run_within_a_second(comfy, tmp_path):
     nodes = _img2img_graph(comfy, tmp_path, "cancel", strength=1.0, steps=150, seed=8, samples=1)
     with comfy.client.socket() as ws:
         prompt_id = comfy.client.queue_prompt(nodes)
-        _wait_until(lambda: any(p.get("node") == "4" and p["value"] >= 3 for p in ws.of_type("progress")), 120)
+        _wait_until(lambda: any(p.get("node") == "4" and p["value"] >= 3 for p in ws.of_type("progress")),
+                    timeout=120, poll=0.01)
         asked = time.monotonic()
         comfy.client.post_json("/interrupt", {})
-        _wait_until(lambda: ws.of_type("execution_interrupted") or ws.of_type("execution_success"), 30)
+        _wait_until(lambda: ws.of_type("execution_interrupted") or ws.of_type("execution_success"),
+                    timeout=30, poll=0.01)
         took = time.monotonic() - asked
         time.sleep(0.5)
         last_step = max(p["value"] for p in ws.of_type("progress") if p.get("node") == "4")
