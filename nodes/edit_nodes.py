@@ -14,8 +14,10 @@ from comfy_api.latest import io
 from .comfy_hooks import comfy_hooks, comfy_interrupts
 from .comfy_types import PROVIDER
 from .core.edit import run_edit
+from .core.journal import open_journal
 from .core.request import MAX_SAMPLES, SEED_MAX
 from .core.services import SERVICES, seed_per_sample_services
+from .journal_routes import node_user_dir
 
 _SEED_TOOLTIP = (
     "Same seed, same inputs: same picture. Sample k of a picture uses seed + k with the local provider and "
@@ -49,16 +51,19 @@ def _common_inputs() -> list:
 def _outputs() -> list:
     return [
         io.Image.Output(display_name="IMAGE", tooltip="The edited pictures, at the input's size."),
-        io.String.Output(display_name="info", tooltip="JSON: provider, seeds, job ids, warnings, timings, cost when reported."),
+        io.String.Output(display_name="info", tooltip="JSON: provider, seeds, job ids, warnings, timings, cost when reported; journal: a result taken from the journal of paid calls or a resumed job."),
     ]
 
 
 async def _run(node_id, provider, image, mask=None, keep_unmasked=True, **params) -> io.NodeOutput:
     hooks = comfy_hooks(node_id)
+    # Paid calls go through the journal in user/imgedit/journal/ (unless turned off).
+    journal = open_journal(node_user_dir()) if getattr(provider, "remote", False) else None
     with comfy_interrupts():
         # Blocking work leaves the event loop free, so several remote nodes in one graph overlap.
         outcome = await asyncio.to_thread(
-            run_edit, provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, **params)
+            run_edit, provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, journal=journal,
+            **params)
     return io.NodeOutput(outcome.images, json.dumps(outcome.info, indent=1, default=str))
 
 

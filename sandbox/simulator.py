@@ -213,6 +213,20 @@ class SandboxServer:
         name = self._store(data, content_type, "upload")
         return f"{self.url}/uploads/{name}"
 
+    def finish_jobs(self) -> None:
+        """Every queued job, ``processing_forever`` ones too, finishes now."""
+        with self._lock:
+            now = time.monotonic()
+            for job in self._jobs.values():
+                job.ready_at = min(job.ready_at, now)
+                for name in job.files:
+                    self._file_ready[name] = min(self._file_ready.get(name, now), now)
+
+    def forget_jobs(self) -> None:
+        """Forget every queued job (a service that purged them): fetching one answers 404."""
+        with self._lock:
+            self._jobs.clear()
+
     def clear(self) -> None:
         with self._lock:
             self._scripts.clear()

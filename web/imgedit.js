@@ -6,7 +6,10 @@
 //    pack's server route (POST /imgedit/keys), which writes user/imgedit/keys.json; the field empties
 //    itself after saving, and the route never sends a key back (GET answers only true/false). The
 //    setting's own stored value is never touched, so comfy.settings.json holds nothing for it.
-// 2. Remote provider nodes (they spend the user's paid credits) get a warm colour, a "$ paid credits"
+// 2. Settings -> ImgEdit -> Journal of paid calls: an on/off switch (also a custom element whose
+//    truth lives on the server, in user/imgedit/settings.json, via POST /imgedit/journal) and a
+//    status line (records, size, folder; IMGEDIT_JOURNAL=0 on the server overrides the switch).
+// 3. Remote provider nodes (they spend the user's paid credits) get a warm colour, a "$ paid credits"
 //    badge drawn just above the title bar and a title suffix.
 // Both lists come from the server's table of services (GET /imgedit/keys -> services), never from
 // a copy here.
@@ -14,6 +17,8 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const ROUTE = "/imgedit/keys";
+const JOURNAL_ROUTE = "/imgedit/journal";
+const JOURNAL_SETTING = "ImgEdit.Journal.Enabled";
 
 // The table of services comes from the server (nodes/core/services.py via GET /imgedit/keys), so
 // a new provider needs no change here. Fetched before the extension registers its settings.
@@ -99,17 +104,32 @@ function statusText(has) {
   return "Key status unknown (is the pack's /imgedit/keys route loaded?).";
 }
 
+const ROW_CSS = "display:flex;gap:6px;align-items:center;";
+
+// The frame of one custom setting (a key field or the journal switch) and its status line.
+function settingBox(className) {
+  const root = document.createElement("div");
+  root.className = className;
+  root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:430px;max-width:100%;";
+  return root;
+}
+
+function statusLine(className) {
+  const status = document.createElement("div");
+  status.className = className;
+  status.style.cssText = "font-size:12px;opacity:0.8;";
+  return status;
+}
+
 // Custom setting renderer: (name, setter, value, attrs) -> HTMLElement. `setter` is deliberately
 // never called, so the key never enters the settings store.
 function keyField(entry) {
   return function render(_name, _setter, _value, _attrs) {
-    const root = document.createElement("div");
-    root.className = "imgedit-key-setting";
+    const root = settingBox("imgedit-key-setting");
     root.dataset.service = entry.service;
-    root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:430px;max-width:100%;";
 
     const row = document.createElement("div");
-    row.style.cssText = "display:flex;gap:6px;align-items:center;";
+    row.style.cssText = ROW_CSS;
 
     const input = document.createElement("input");
     input.type = "password";
@@ -133,9 +153,7 @@ function keyField(entry) {
     clear.className = "p-button p-component p-button-secondary imgedit-key-clear";
     clear.style.cssText = "padding:4px 10px;";
 
-    const status = document.createElement("div");
-    status.className = "imgedit-key-status";
-    status.style.cssText = "font-size:12px;opacity:0.8;";
+    const status = statusLine("imgedit-key-status");
     status.textContent = statusCache ? statusText(statusCache[entry.service]) : "Checking…";
 
     const run = async (key) => {
@@ -183,6 +201,57 @@ function keyField(entry) {
   };
 }
 
+async function journalCall(options) {
+  try {
+    const resp = await api.fetchApi(JOURNAL_ROUTE, { cache: "no-store", ...options });
+    const body = await resp.json();
+    return resp.ok ? body : { error: body.error || `the server answered HTTP ${resp.status}.` };
+  } catch (err) {
+    return { error: "could not reach the ComfyUI server (is the pack's /imgedit/journal route loaded?)." };
+  }
+}
+
+function journalText(state) {
+  if (state.error) return `Journal status unknown: ${state.error}`;
+  const size = `${state.records} record(s), ${(state.bytes / 1e6).toFixed(1)} MB in ${state.folder}`;
+  if (state.env_off) return `Off for this server: IMGEDIT_JOURNAL=0 is set (${size}).`;
+  return state.enabled
+    ? `On: an identical paid call (fixed seed) is taken from disk or resumed, never paid twice (${size}).`
+    : `Off: every run sends its paid calls again (${size}).`;
+}
+
+// Custom renderer, like the key fields: `setter` is never called, the server holds the switch.
+function journalField(_name, _setter, _value, _attrs) {
+  const root = settingBox("imgedit-journal-setting");
+  const label = document.createElement("label");
+  label.style.cssText = ROW_CSS;
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "imgedit-journal-toggle";
+  box.disabled = true;
+  label.append(box, document.createTextNode("Keep a journal of paid calls"));
+  const status = statusLine("imgedit-journal-status");
+  status.textContent = "Checking…";
+  const show = (state) => {
+    box.checked = !state.error && state.panel;
+    box.disabled = !!state.error;
+    status.textContent = journalText(state);
+  };
+  box.addEventListener("change", async () => {
+    box.disabled = true;
+    show(
+      await journalCall({
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ enabled: box.checked }),
+      })
+    );
+  });
+  journalCall({}).then(show);
+  root.append(label, status);
+  return root;
+}
+
 function drawPaidBadge(node, ctx) {
   // Above the title bar's left end, outside the node (ComfyUI's own source badge sits at the right).
   if (node.flags && node.flags.collapsed) return;
@@ -209,16 +278,28 @@ app.registerExtension({
   name: "comfyui-imgedit.keys-and-badges",
 
   // The settings panel lists entries in reverse registration order: reverse to show Dezgo first.
-  settings: KEY_SERVICES.slice().reverse().map((entry) => ({
-    id: entry.id,
-    category: ["ImgEdit", "API keys", entry.label],
-    name: entry.label,
-    tooltip:
-      "Sent once to this ComfyUI server, which stores it in user/imgedit/keys.json. It is never " +
-      "saved in the browser settings or in a workflow, and never shown again.",
-    type: keyField(entry),
-    defaultValue: "",
-  })),
+  settings: [
+    {
+      id: JOURNAL_SETTING,
+      category: ["ImgEdit", "Journal of paid calls", "Enabled"],
+      name: "Journal of paid calls",
+      tooltip:
+        "Records every paid remote call in user/imgedit/journal/ on the server (never the key): a " +
+        "queued job interrupted by Cancel or a restart is resumed, an identical call is taken from disk.",
+      type: journalField,
+      defaultValue: "",
+    },
+    ...KEY_SERVICES.slice().reverse().map((entry) => ({
+      id: entry.id,
+      category: ["ImgEdit", "API keys", entry.label],
+      name: entry.label,
+      tooltip:
+        "Sent once to this ComfyUI server, which stores it in user/imgedit/keys.json. It is never " +
+        "saved in the browser settings or in a workflow, and never shown again.",
+      type: keyField(entry),
+      defaultValue: "",
+    })),
+  ],
 
   async setup() {
     await fetchStatus();

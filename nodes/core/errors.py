@@ -73,3 +73,7 @@ class DeadlineExceeded(ProviderError):
 class UncertainOutcome(ProviderError):
     """A charged request got no usable answer (a read timeout, a dropped connection, HTTP 500/502/504);
     it was not re-sent because the work may have been done and billed."""
+
+
+class JobUnknown(ProviderError):
+    """A job being resumed (from the journal) is no longer known to the service."""

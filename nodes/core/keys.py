@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import quote, quote_plus
 
 from .errors import AuthError, InputError
+from .files import atomic_write
 from .services import KEY_ALIASES, KEY_ENV, SERVICES
 
 #: Human names for messages.
@@ -76,28 +76,7 @@ def _write_file(user_dir: PathLike, data: dict[str, str]) -> None:
         os.chmod(path.parent, 0o700)
     except OSError:
         pass
-    fd, tmp = tempfile.mkstemp(prefix=".keys-", suffix=".tmp", dir=str(path.parent))
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-        except (AttributeError, OSError):  # pragma: no cover - Windows
-            pass
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        try:
-            os.chmod(path, 0o600)
-        except OSError:  # pragma: no cover
-            pass
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)
 
 
 def _clean_key(key: str) -> str:

@@ -67,6 +67,8 @@ class EditResult:
     job_ids: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: what the journal did for this call ("result from the journal...", "resumed job ...")
+    notes: list[str] = field(default_factory=list)
 
 
 class Cancelled(Exception):
@@ -81,12 +83,21 @@ class Hooks:
       ("queued, 12 s elapsed, ~8 s left") or "" for plain step progress.
     - ``cancelled()``: True once the user asked to stop. Core code checks it at least every
       0.2 s while waiting and at every denoising step, then raises :class:`Cancelled`.
-    - ``preview(image)``: optional, an in-progress ``[H, W, 3]`` tensor for local pipelines.
+    - ``preview(latents, family)``: optional, for local pipelines: the latents ``[B, C, h, w]``
+      of the denoising step about to be reported through ``progress`` (model space, as the
+      sampler holds them, on the run's device) and the model family ("sd", "sdxl"), so the host
+      can show them with its own previewer for that latent format, attached to that step.
+    - ``resume_job``: a job id a queued-job client polls instead of submitting (set by the journal,
+      :mod:`nodes.core.paid_calls`); unknown to the service -> :class:`~.errors.JobUnknown`.
+    - ``job_submitted(job_id)``: called by a queued-job client as soon as the service gave the job's
+      id, so the journal can resume it after a Cancel or a crash.
     """
 
     progress: Callable[[int, int, str], None] = lambda done, total, text: None
     cancelled: Callable[[], bool] = lambda: False
-    preview: Optional[Callable[[torch.Tensor], None]] = None
+    preview: Optional[Callable[[torch.Tensor, str], None]] = None
+    resume_job: Optional[str] = None
+    job_submitted: Callable[[str], None] = lambda job_id: None
 
     def check_cancelled(self) -> None:
         if self.cancelled():
@@ -130,3 +141,9 @@ class Provider:
     def describe(self) -> dict[str, Any]:
         """Non-secret facts for the ``info`` output (never a key)."""
         return {"provider": self.name}
+
+    def call_identity(self, request: EditRequest) -> Optional[dict[str, Any]]:
+        """What identifies a paid call for the journal: ``{"endpoint": url, "fields": body}`` with
+        every body field except the key and the pictures (the journal hashes the pictures itself);
+        None for providers that are not paid per call (the local runner)."""
+        return None

@@ -103,6 +103,10 @@ class DezgoClient(RemoteProvider):
             raise InputError("Dezgo makes one image per call; the edit node splits samples into calls.")
         return fields, warnings
 
+    def call_identity(self, request: EditRequest) -> dict[str, Any]:
+        path = INPAINT_PATH if request.is_inpaint else IMG2IMG_PATH
+        return {"endpoint": self.http.url(path), "fields": self.form_fields(request)[0]}
+
     def edit(self, request: EditRequest, hooks: Hooks) -> EditResult:
         fields, warnings = self.form_fields(request)
         key = self.resolve_key()

@@ -20,6 +20,7 @@ from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes,
 from .http import HttpCall
 from .jobs import JobState, job_check, poll, sample_seeds, submit
 from .outputs import collect_images
+from .resume import submit_or_resume
 
 FAMILIES = ("sdxl", "sd")
 DEFAULT_MODEL = {"sdxl": "sdxl", "sd": "sd1.5"}
@@ -120,6 +121,13 @@ class ImagePipelineClient(RemoteProvider):
         body.update(options)
         return body, warnings
 
+    def call_identity(self, request: EditRequest) -> dict[str, Any]:
+        body = self.build_payload(request)[0]
+        for name in ("init_image", "mask_image"):  # data: URIs of the pictures, which the journal hashes itself
+            if str(body.get(name, "")).startswith("data:"):
+                del body[name]
+        return {"endpoint": self.http.url(self.path(request)), "fields": body}
+
     def status_url(self, request: EditRequest, job: JobState) -> str:
         if not job.job_id:
             raise ProviderFailed("ImagePipeline queued the job without an id to ask its status by.",
@@ -136,9 +144,12 @@ class ImagePipelineClient(RemoteProvider):
         body, warnings = self.build_payload(request)
         key = self.resolve_key()
         with self.http.open(hooks, self.deadline_s, [key]) as call:
-            job = submit(call, self.http.url(self.path(request)), body, headers={"API-Key": key},
-                         progress_text=lambda elapsed: f"ImagePipeline: submitting, {elapsed:.0f} s elapsed")
-            job = poll(call, job, lambda current: self.fetch(call, key, request, current))
+            def send() -> JobState:
+                return submit(call, self.http.url(self.path(request)), body, headers={"API-Key": key},
+                              progress_text=lambda elapsed: f"ImagePipeline: submitting, {elapsed:.0f} s elapsed")
+
+            fetch = lambda current: self.fetch(call, key, request, current)  # noqa: E731
+            job = poll(call, submit_or_resume(call, send, fetch), fetch)
             pictures, notes = collect_images(call, job, samples=request.samples, size=request.size,
                                              fail_on_nsfw=self.fail_on_nsfw)
             warnings.extend(n for n in notes if n not in warnings)

@@ -196,8 +196,11 @@ def sample_seeds(job: JobState, sent: Optional[int], samples: int) -> list[Optio
 
 
 def job_error(service: str, job: JobState, status: Optional[int] = None) -> ProviderError:
-    return error_for(service, job.message or job.raw_status or "no message", status=status, fields=job.fields,
-                     retry_after=job.retry_after, state=job.state, job_id=job.job_id)
+    """``job_failed``: the service's own verdict (the journal records the call failed, not running)."""
+    error = error_for(service, job.message or job.raw_status or "no message", status=status, fields=job.fields,
+                      retry_after=job.retry_after, state=job.state, job_id=job.job_id)
+    error.job_failed = True
+    return error
 
 
 def job_check(call: HttpCall, box: dict) -> Callable[[requests.Response], None]:

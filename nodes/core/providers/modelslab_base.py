@@ -20,6 +20,7 @@ from .http import HttpCall, ProviderHttp
 from .http_errors import body_message, error_for
 from .jobs import JobState, job_check, poll, sample_seeds, submit, to_int, to_list
 from .outputs import collect_images
+from .resume import submit_or_resume
 from .urls import same_origin
 
 IMAGE_TRANSPORTS = ("upload", "base64")
@@ -97,6 +98,10 @@ class ModelsLabFamily(RemoteProvider):
             "base64": "no",
         }
 
+    def call_identity(self, request: EditRequest) -> dict[str, Any]:
+        path = self.INPAINT_PATH if request.is_inpaint else self.IMG2IMG_PATH
+        return {"endpoint": self.http.url(path), "fields": self.build_payload(request)[0]}
+
     def build_payload(self, request: EditRequest) -> tuple[dict[str, Any], list[str]]:  # pragma: no cover
         """The request body without key and images, and the warnings about it."""
         raise NotImplementedError
@@ -154,14 +159,17 @@ class ModelsLabFamily(RemoteProvider):
         key = self.resolve_key()
         path = self.INPAINT_PATH if request.is_inpaint else self.IMG2IMG_PATH
         with self.http.open(hooks, self.deadline_s, [key]) as call:
-            call.progress(f"{self.label}: sending")
-            init, mask = self._send_images(call, key, request, hooks)
-            body = {"key": key, **payload, "init_image": init}
-            if mask is not None:
-                body["mask_image"] = mask
-            job = submit(call, self.http.url(path), body,
-                         progress_text=lambda elapsed: f"{self.label}: submitting, {elapsed:.0f} s elapsed")
-            job = poll(call, job, lambda current: self.fetch(call, key, current))
+            def send() -> JobState:
+                call.progress(f"{self.label}: sending")
+                init, mask = self._send_images(call, key, request, hooks)
+                body = {"key": key, **payload, "init_image": init}
+                if mask is not None:
+                    body["mask_image"] = mask
+                return submit(call, self.http.url(path), body,
+                              progress_text=lambda elapsed: f"{self.label}: submitting, {elapsed:.0f} s elapsed")
+
+            fetch = lambda current: self.fetch(call, key, current)  # noqa: E731
+            job = poll(call, submit_or_resume(call, send, fetch), fetch)
             pictures, notes = collect_images(call, job, samples=request.samples, size=request.size,
                                              fail_on_nsfw=self.fail_on_nsfw)
             warnings.extend(n for n in notes if n not in warnings)
