@@ -19,9 +19,10 @@ from typing import Any, Optional, Sequence
 
 from .nodes.core.errors import ImgEditError, InputError
 from .nodes.core.request import Cancelled, Hooks
+from .nodes.core.services import SERVICES
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-PROVIDERS = ("dezgo", "sdapi", "modelslab", "imagepipeline", "local")
+PROVIDERS = (*SERVICES, "local")
 
 
 def make_provider(name: str, args: argparse.Namespace):

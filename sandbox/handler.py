@@ -100,20 +100,16 @@ class Handler(QueuedJobs, BaseHTTPRequestHandler):
         if method == "POST":
             if path in ("/image2image", "/inpainting"):
                 return f"dezgo.{path[1:]}", h._dezgo, {"inpaint": path == "/inpainting"}
-            m = re.fullmatch(r"/api/v6/images/(img2img|inpaint)", path)
-            if m:
-                return f"modelslab.{m.group(1)}", h._queued_submit, {"service": "modelslab", "inpaint": m.group(1) == "inpaint"}
-            m = re.fullmatch(r"/api/v6/images/fetch(?:/([^/]+))?", path)
-            if m:
-                return "modelslab.fetch", h._queued_fetch, {"service": "modelslab", "job_id": m.group(1)}
             if path == "/api/v6/base64_to_url":
                 return "modelslab.upload", h._upload, {}
-            m = re.fullmatch(r"/api/v3/(img2img|inpaint)", path)
-            if m:
-                return f"sdapi.{m.group(1)}", h._queued_submit, {"service": "sdapi", "inpaint": m.group(1) == "inpaint"}
-            m = re.fullmatch(r"/api/v3/fetch(?:/([^/]+))?", path)
-            if m:
-                return "sdapi.fetch", h._queued_fetch, {"service": "sdapi", "job_id": m.group(1)}
+            for service, api in (("modelslab", "/api/v6/images"), ("sdapi", "/api/v3")):
+                m = re.fullmatch(api + r"/(img2img|inpaint)", path)
+                if m:
+                    return f"{service}.{m.group(1)}", h._queued_submit, {"service": service,
+                                                                         "inpaint": m.group(1) == "inpaint"}
+                m = re.fullmatch(api + r"/fetch(?:/([^/]+))?", path)
+                if m:
+                    return f"{service}.fetch", h._queued_fetch, {"service": service, "job_id": m.group(1)}
             m = re.fullmatch(r"/(sdxl|sd)/(image2image|inpainting)/v1", path)
             if m:
                 return "imagepipeline.submit", h._queued_submit, {"service": "imagepipeline",

@@ -22,7 +22,9 @@ READ_TIMEOUT_S = 30.0  # far longer than the test waits: only an aborted socket 
 
 
 def request_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("imgedit-http-") and t.is_alive()]
+    """The pack's request threads (``imgedit-http-*``) and run_edit's call pool (``imgedit-<provider>_N``)."""
+    return [t for t in threading.enumerate()
+            if t.name.startswith("imgedit-") and t.name != "imgedit-sandbox" and t.is_alive()]
 
 
 def client_connections(port: int) -> int:

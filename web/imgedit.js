@@ -11,6 +11,8 @@
 //    status line (records, size, folder; IMGEDIT_JOURNAL=0 on the server overrides the switch).
 // 3. Remote provider nodes (they spend the user's paid credits) get a warm colour, a "$ paid credits"
 //    badge drawn just above the title bar and a title suffix.
+// Both lists come from the server's table of services (GET /imgedit/keys -> services), never from
+// a copy here.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 

@@ -81,17 +81,9 @@ KEY_ENV: dict[str, str] = {s.name: s.key_env for s in SERVICES.values() if s.own
 KEY_ALIASES: dict[str, str] = {s.name: s.key_owner for s in SERVICES.values() if not s.owns_key}
 
 
-def service(name: str) -> Service:
-    """The row of ``name``; unknown -> KeyError naming the known ones."""
-    try:
-        return SERVICES[name]
-    except KeyError:
-        raise KeyError(f"unknown service {name!r}; known: {', '.join(SERVICES)}") from None
-
-
 def seed_per_sample_services() -> list[str]:
     """Labels of the services where "sample k uses seed + k" holds (one sample per call)."""
     return [s.label for s in SERVICES.values() if s.samples_per_call == 1]
 
 
-__all__ = ["Service", "SERVICES", "KEY_ENV", "KEY_ALIASES", "service", "seed_per_sample_services"]
+__all__ = ["Service", "SERVICES", "KEY_ENV", "KEY_ALIASES", "seed_per_sample_services"]

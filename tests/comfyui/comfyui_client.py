@@ -591,6 +591,7 @@ def _start_sandbox(key: str):
     except Exception:
         return None, {}
     sandbox = SandboxServer(key=key)
+    sandbox.size_window = True  # ModelsLab's documented 256-1024 rule: crops must be fitted into it
     sandbox.__enter__()
     environ = sandbox.environ() if hasattr(sandbox, "environ") else {}
     return sandbox, {k: v for k, v in environ.items() if k.startswith("IMGEDIT_")}
