@@ -11,6 +11,11 @@ Run from the repository root:  python bench/bench_masks.py  [--quick]
   counts every allocation (numpy, torch, the result itself) that was actually touched.
 * Crop + stitch of a 4096x4096 picture around a 512x512 region: times, and how many full-picture
   passes that is (against the time of one copy of the picture).
+* scipy.ndimage equivalents of our own kernels (square grow, round grow of a binary mask, the
+  feather's blur), run alternately with ours: the reason each of ours is kept.
+* Fill of a 512x512 hole in a 2048x2048 picture (neutral, surround), against one picture copy.
+* Crop (target_edge, regions=separately) + stitch with colour match, and the colour-match drift
+  figure on the sample picture.
 
 All ratios are measured in this one process, with a fixed seed, as the median of a few repeats.
 """
@@ -30,9 +35,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 try:
     from comfyui_imgedit.nodes.core import masks as M
+    from comfyui_imgedit.nodes.core.mask_feather import _box_widths
 except ImportError:  # running from a checkout that is not installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from nodes.core import masks as M  # type: ignore
+    from nodes.core.mask_feather import _box_widths  # type: ignore
 
 
 def median_time(fn, repeats: int) -> float:
@@ -42,6 +49,16 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def alternating(fn_a, fn_b, repeats: int) -> tuple[float, float]:
+    """Medians of ``fn_a`` and ``fn_b`` run in turns (a, b, a, b, ...): load changes hit both alike."""
+    fn_a(), fn_b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        times_a.append(median_time(fn_a, 1))
+        times_b.append(median_time(fn_b, 1))
+    return statistics.median(times_a), statistics.median(times_b)
 
 
 def comfy_growmask(mask: np.ndarray, expand: int, tapered_corners: bool) -> np.ndarray:
@@ -98,6 +115,7 @@ def peak_extra_memory(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for a smoke run)")
+    parser.add_argument("--new", action="store_true", help="only the scipy, fill and target/regions/colour sections")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     torch.manual_seed(0)
@@ -109,6 +127,12 @@ def main() -> None:
     mask = torch.from_numpy(mask_np).unsqueeze(0)
     for shape in M.GROW_SHAPES:  # warm-up (first calls load code paths)
         M.grow_mask(mask[:, :64, :64], 3, shape)
+    soft_np = M.gaussian_blur(mask_np, 4.0)
+    if args.new:
+        scipy_section(mask_np, soft_np, repeats)
+        fill_section(repeats)
+        target_regions_section(repeats)
+        return
 
     print(f"\n== Grow 64 px, {size}x{size} mask, against ComfyUI GrowMask (scipy 3x3 x 64) ==")
     for shape, tapered in (("diamond", True), ("square", False)):
@@ -121,7 +145,6 @@ def main() -> None:
               f"speed-up {baseline / ours:5.1f}x   identical grow {same}, shrink {shrink_same}")
     ours = median_time(lambda: M.grow_mask(mask, 64, "round"), repeats)
     print(f"round    (exact Euclidean disk, binary mask)         ours {ours * 1000:6.1f} ms")
-    soft_np = M.gaussian_blur(mask_np, 4.0)
     soft = torch.from_numpy(soft_np).unsqueeze(0)
     for shape, tapered in (("diamond", True), ("square", False)):
         baseline = median_time(lambda: comfy_growmask(soft_np, 64, tapered), 1)
@@ -169,6 +192,110 @@ def main() -> None:
           "stitch 1 copy (the output); everything else touches only the 768x768 box")
     print(f"measured: (crop + stitch) = {(crop_time + stitch_time) / one_copy:.2f} picture copies; "
           f"stitched == original: {torch.equal(out, picture)}")
+    del picture, region, crops, record, out
+    scipy_section(mask_np, soft_np, repeats)
+    fill_section(repeats)
+    target_regions_section(repeats)
+
+
+def scipy_square(m: np.ndarray, radius: int) -> np.ndarray:
+    """scipy's running max at its best: along the contiguous axis, transposing (as ours does) between."""
+    size = 2 * radius + 1
+    out = ndi.maximum_filter1d(m, size, axis=1, mode="nearest")
+    out = torch.from_numpy(out).t().contiguous().numpy()
+    ndi.maximum_filter1d(out, size, axis=1, mode="nearest", output=out)
+    return torch.from_numpy(out).t().contiguous().numpy()
+
+
+def scipy_box_blur(m: np.ndarray, sigma: float) -> np.ndarray:
+    """Our feather's blur (three box blurs of Kovesi's widths per axis, inside-the-picture averages) with scipy."""
+    out = m.astype(np.float32, copy=True)
+    widths = _box_widths(sigma)
+    for axis in (0, 1):
+        n = out.shape[axis]
+        for width in widths:
+            r = min(width // 2, n - 1)
+            if r <= 0:
+                continue
+            ndi.uniform_filter1d(out, 2 * r + 1, axis=axis, mode="constant", output=out)
+            idx = np.arange(n)
+            count = (np.minimum(idx + r, n - 1) - np.maximum(idx - r, 0) + 1).astype(np.float32)
+            out *= ((2 * r + 1) / count).reshape((-1, 1) if axis == 0 else (1, -1))
+    return out
+
+
+def scipy_section(mask_np: np.ndarray, soft_np: np.ndarray, repeats: int) -> None:
+    print("\n== scipy.ndimage equivalents, 2048x2048, run alternately with ours (ours / scipy > 1: ours slower) ==")
+    binary_bytes = mask_np.astype(np.uint8)
+    for name, data in (("binary", binary_bytes), ("soft", soft_np)):
+        ours, theirs = alternating(lambda: M._square(data, 64, True), lambda: scipy_square(data, 64), repeats)
+        same = np.array_equal(M._square(data, 64, True), scipy_square(data, 64))
+        print(f"square 64 px {name:6s}  ours {ours * 1000:6.1f} ms   maximum_filter1d x2 {theirs * 1000:6.1f} ms   "
+              f"ours/scipy {ours / theirs:4.2f}   identical {same}")
+    mask = torch.from_numpy(mask_np)[None]
+    edt = lambda: (ndi.distance_transform_edt(mask_np < 0.5) <= 64).astype(np.float32)  # noqa: E731
+    ours, theirs = alternating(lambda: M.grow_mask(mask, 64, "round"), edt, max(1, repeats // 2))
+    same = np.array_equal(M.grow_mask(mask, 64, "round")[0].numpy(), edt())
+    print(f"round 64 px  binary  ours {ours * 1000:6.1f} ms   distance_transform_edt {theirs * 1000:6.1f} ms   "
+          f"ours/scipy {ours / theirs:4.2f}   identical {same}")
+    sigma = 128 / 2.5
+    ours, theirs = alternating(lambda: M.gaussian_blur(mask_np, sigma), lambda: scipy_box_blur(mask_np, sigma), repeats)
+    a, b = M.gaussian_blur(mask_np, sigma), scipy_box_blur(mask_np, sigma)
+    far = M.gaussian_blur(mask_np, sigma) == 0
+    print(f"feather 128 px blur  ours {ours * 1000:6.1f} ms   uniform_filter1d x6 {theirs * 1000:6.1f} ms   "
+          f"ours/scipy {ours / theirs:4.2f}   max diff {float(np.abs(a - b).max()):.1e}, "
+          f"exactly 0 where ours is: {bool(np.all(b[far] == 0))}")
+    gauss = median_time(lambda: ndi.gaussian_filter(mask_np, sigma, mode="nearest"), 1)
+    print(f"feather 128 px blur  scipy gaussian_filter (a true Gaussian, cost grows with the radius) {gauss * 1000:6.0f} ms")
+    print("diamond: scipy's only flat L1-ball filter is grey_dilation with a (2r+1)^2 footprint, O(r^2) per pixel: "
+          "the GrowMask baseline above is the fair comparison")
+
+
+def fill_section(repeats: int) -> None:
+    print("\n== Fill a 512x512 hole in a 2048x2048 picture (ImgEditFillMasked) ==")
+    picture = torch.rand(1, 2048, 2048, 3)
+    hole = torch.zeros(1, 2048, 2048)
+    hole[0, 700:1212, 800:1312] = 1.0
+    copy = lambda: picture.clone()  # noqa: E731
+    for mode in M.FILL_MODES:
+        ours, one_copy = alternating(lambda: M.fill_masked(picture, hole, mode), copy, repeats)
+        out = M.fill_masked(picture, hole, mode)
+        print(f"{mode:8s} {ours * 1000:6.1f} ms   one picture copy {one_copy * 1000:5.1f} ms   ratio {ours / one_copy:4.2f}   "
+              f"outside identical {torch.equal(out[hole == 0], picture[hole == 0])}")
+    big = torch.rand(1, 4096, 4096, 3)
+    big_hole = torch.zeros(1, 4096, 4096)
+    big_hole[0, 1400:2424, 1600:2624] = 1.0
+    ours = median_time(lambda: M.fill_masked(big, big_hole, "surround"), max(1, repeats // 2))
+    print(f"surround, 4x the pixels (4096x4096, 1024x1024 hole): {ours * 1000:6.1f} ms (linear cost: ~4x the 2048 figure)")
+
+
+def target_regions_section(repeats: int) -> None:
+    print("\n== Crop (target_edge 1024, regions=separately) + stitch (color_match lab), 4096x4096, two 256x256 regions ==")
+    picture = torch.rand(1, 4096, 4096, 3)
+    mask = torch.zeros(1, 4096, 4096)
+    mask[0, 300:556, 300:556] = 1.0
+    mask[0, 3400:3656, 3300:3556] = 1.0
+    crop = lambda: M.crop_to_mask(picture, mask, 0.5, 1024, 8, 1024, "separately")  # noqa: E731
+    crop_time = median_time(crop, repeats)
+    crops, _, record = crop()
+    stitch_time = median_time(lambda: M.stitch(record, crops, 16, "lab"), repeats)
+    one_copy = median_time(lambda: picture.clone(), repeats)
+    print(f"crop {crop_time * 1000:.0f} ms ({len(record.boxes)} crops {record.crop_size} from boxes {record.box_size}), "
+          f"stitch {stitch_time * 1000:.0f} ms, one picture copy {one_copy * 1000:.0f} ms")
+    print("\n== Colour match: an edit drifted by 0.85x + 0.12, error left inside the mask (sample picture) ==")
+    from PIL import Image
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sample = torch.from_numpy(np.asarray(Image.open(os.path.join(root, "assets", "sample.png")).convert("RGB"), np.float32) / 255)[None]
+    painted = np.asarray(Image.open(os.path.join(root, "assets", "sample_mask.png")).convert("L"), np.float32) / 255
+    region = torch.from_numpy((painted > 0.5).astype(np.float32))[None]
+    crops, _, record = M.crop_to_mask(sample, region, 0.75, 1024, 8)
+    drifted = (0.85 * crops + 0.12).clamp(0, 1)
+    inside = region[0] > 0.5
+    base = float((M.stitch(record, drifted, 8, "none") - sample)[0][inside].abs().mean())
+    for mode in M.COLOR_MATCH_MODES[1:]:
+        left = float((M.stitch(record, drifted, 8, mode) - sample)[0][inside].abs().mean())
+        print(f"{mode:6s} mean error {left:.4f} (none: {base:.4f})   left {left / base:.3f} of the drift   goal <= 0.333")
 
 
 if __name__ == "__main__":
