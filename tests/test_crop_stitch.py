@@ -11,6 +11,7 @@ from PIL import Image
 
 from comfyui_imgedit.nodes.core import masks as M
 from comfyui_imgedit.nodes.core.errors import InputError
+from mask_strategies import pictures_with_rectangles
 
 FAST = settings(max_examples=30, deadline=None)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -18,18 +19,9 @@ TARGET_EDGES = [0, 16, 40, 96]
 
 
 @st.composite
-def region_cases(draw, max_side=64):
+def region_cases(draw):
     """Pictures with 0-3 rectangles each (binary or soft), and crop settings."""
-    h, w = draw(st.integers(4, max_side)), draw(st.integers(4, max_side))
-    count = draw(st.integers(1, 3))
-    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    image = torch.rand(count, h, w, 3, generator=g)
-    mask = torch.zeros(count, h, w)
-    for i in range(count):
-        for _ in range(draw(st.integers(0, 3))):
-            y0, x0 = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
-            y1, x1 = draw(st.integers(y0 + 1, min(h, y0 + 12))), draw(st.integers(x0 + 1, min(w, x0 + 12)))
-            mask[i, y0:y1, x0:x1] = draw(st.sampled_from([1.0, 0.5]))
+    image, mask = draw(pictures_with_rectangles(min_side=4, max_rect=12))
     settings_ = dict(context=draw(st.sampled_from([0.0, 0.3, 1.0])), max_edge=draw(st.sampled_from([32, 1024])),
                      multiple_of=draw(st.sampled_from([1, 8])), target_edge=draw(st.sampled_from(TARGET_EDGES)),
                      regions=draw(st.sampled_from(M.REGION_MODES)))

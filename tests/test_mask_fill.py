@@ -8,23 +8,13 @@ from hypothesis import strategies as st
 from comfyui_imgedit.nodes.core import masks as M
 from comfyui_imgedit.nodes.core import mask_fill
 from comfyui_imgedit.nodes.core.errors import InputError
+from mask_strategies import pictures_with_rectangles
 
 FAST = settings(max_examples=40, deadline=None)
 
 
-@st.composite
-def fill_cases(draw):
-    h, w = draw(st.integers(1, 70)), draw(st.integers(1, 70))
-    count = draw(st.integers(1, 2))
-    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    image = torch.rand(count, h, w, 3, generator=g)
-    mask = torch.zeros(count, h, w)
-    for i in range(count):
-        for _ in range(draw(st.integers(0, 3))):
-            y0, x0 = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
-            y1, x1 = draw(st.integers(y0 + 1, h)), draw(st.integers(x0 + 1, w))
-            mask[i, y0:y1, x0:x1] = draw(st.sampled_from([1.0, 0.5, 0.01]))
-    return image, mask
+def fill_cases():
+    return pictures_with_rectangles(max_side=70, max_count=2, values=(1.0, 0.5, 0.01))
 
 
 @FAST
