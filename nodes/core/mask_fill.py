@@ -12,11 +12,12 @@ Outside the mask the picture is untouched, bit for bit; soft masks blend the fil
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import images as img
 from .errors import InputError
+from .mask_feather import mask_bbox
 
 FILL_MODES = ("neutral", "surround")
 NEUTRAL_GREY = 0.5
@@ -40,25 +41,16 @@ def fill_masked(image: torch.Tensor, mask: torch.Tensor, mode: str = "neutral") 
     masks = masks.to(images.device, torch.float32)
     out = images.clone()
     for i in range(images.shape[0]):
-        box = _box(masks[i])
+        box = mask_bbox(masks[i])
         if box is None:
             continue
-        y0, y1, x0, x1 = box
+        x0, y0, x1, y1 = box
         if mode == "neutral":
             fill = torch.full_like(images[i, y0:y1, x0:x1], NEUTRAL_GREY)
         else:
-            fill = _push_pull(images[i], masks[i], box)
+            fill = _push_pull(images[i], masks[i], (y0, y1, x0, x1))
         out[i, y0:y1, x0:x1] = img.composite(images[i : i + 1, y0:y1, x0:x1], fill[None], masks[i : i + 1, y0:y1, x0:x1])[0]
     return out
-
-
-def _box(mask: torch.Tensor):
-    """``(y0, y1, x0, x1)`` around the non-zero pixels of ``mask [H,W]``, ends exclusive; ``None`` when empty."""
-    rows = torch.nonzero(mask.amax(dim=1) > 0).flatten()
-    if rows.numel() == 0:
-        return None
-    cols = torch.nonzero(mask.amax(dim=0) > 0).flatten()
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _push_pull(picture: torch.Tensor, mask: torch.Tensor, box) -> torch.Tensor:
@@ -66,32 +58,38 @@ def _push_pull(picture: torch.Tensor, mask: torch.Tensor, box) -> torch.Tensor:
 
     Works on the box plus a margin of half its longest side: the fill at a pixel is decided by
     the known pixels around the hole at the hole's own scale, so farther pixels barely count.
+    Runs in numpy, single-threaded: the same code in torch took 2-5x longer on the shared 2-core
+    machine (each of its ~90 operations waits for both of its threads; ``bench/bench_masks.py``).
     """
     height, width = int(mask.shape[0]), int(mask.shape[1])
     y0, y1, x0, x1 = box
     margin = max(max(y1 - y0, x1 - x0) // 2, 8)
     wy0, wy1, wx0, wx1 = max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin)
-    weight = (1.0 - mask[wy0:wy1, wx0:wx1])[None]  # [1,h,w]
-    # Premultiplied colour and its weight as one 4-channel stack, so each level is one pooling.
-    level = torch.cat([picture[wy0:wy1, wx0:wx1].permute(2, 0, 1) * weight, weight])[None]
+    weight = 1.0 - mask[wy0:wy1, wx0:wx1].detach().cpu().numpy().astype(np.float32)
+    # Premultiplied colour and its weight as one [4,h,w] stack, so each level is one block sum.
+    level = np.empty((4, *weight.shape), np.float32)
+    np.multiply(picture[wy0:wy1, wx0:wx1].detach().cpu().numpy().transpose(2, 0, 1), weight, out=level[:3])
+    level[3] = weight
     levels = [level]
-    while max(level.shape[-2:]) > 1:
+    while max(level.shape[1:]) > 1:
         level = _push(level)
         levels.append(level)
-    colour, weight = level[:, :3], level[:, 3:]
-    estimate = torch.where(weight > 0, colour / weight.clamp_min(1e-12), torch.full_like(colour, NEUTRAL_GREY))
+    colour, known = level[:3], level[3:]
+    estimate = np.where(known > 0, colour / np.maximum(known, 1e-12), np.float32(NEUTRAL_GREY)).astype(np.float32)
     for level in reversed(levels[1:-1]):
-        estimate = level[:, :3] + (1.0 - level[:, 3:]) * _upsampled(estimate, level)
+        h, w = level.shape[1:]
+        estimate = level[:3] + (1.0 - level[3:]) * upsample2(estimate)[:, :h, :w]
     # Level 0 takes the pulled estimate alone (the caller blends it in by the mask's value), and
     # only inside the box: upsample the coarse rows/columns it needs, one spare on each side.
-    (r0, r1), (c0, c1) = _coarse_span(y0 - wy0, y1 - wy0, estimate.shape[-2]), _coarse_span(x0 - wx0, x1 - wx0, estimate.shape[-1])
-    fine = F.interpolate(estimate[..., r0:r1, c0:c1], scale_factor=2, mode="bilinear", align_corners=False)
-    inner = fine[0, :, y0 - wy0 - 2 * r0 : y1 - wy0 - 2 * r0, x0 - wx0 - 2 * c0 : x1 - wx0 - 2 * c0]
-    return inner.permute(1, 2, 0).clamp_(0.0, 1.0)
+    (r0, r1), (c0, c1) = _coarse_span(y0 - wy0, y1 - wy0, estimate.shape[1]), _coarse_span(x0 - wx0, x1 - wx0, estimate.shape[2])
+    fine = upsample2(estimate[:, r0:r1, c0:c1])
+    inner = fine[:, y0 - wy0 - 2 * r0 : y1 - wy0 - 2 * r0, x0 - wx0 - 2 * c0 : x1 - wx0 - 2 * c0]
+    out = torch.from_numpy(np.ascontiguousarray(inner.transpose(1, 2, 0)))
+    return out.clamp_(0.0, 1.0).to(picture.device)
 
 
 def _coarse_span(start: int, stop: int, size: int) -> tuple[int, int]:
-    """Coarse cells whose 2x bilinear upsampling gives fine cells ``start:stop`` exactly as a whole one would.
+    """Coarse cells whose 2x upsampling gives fine cells ``start:stop`` exactly as a whole one would.
 
     Fine cell ``i`` reads coarse cells ``i//2 - 1 .. (i+1)//2``; a cut-out differs from the whole
     only in its outermost fine cells, so one spare coarse cell each side (none at the grid's edge).
@@ -99,24 +97,34 @@ def _coarse_span(start: int, stop: int, size: int) -> tuple[int, int]:
     return max(0, start // 2 - 1), min(size, (stop + 1) // 2 + 1)
 
 
-def _upsampled(coarse: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``coarse`` upsampled 2x bilinearly onto ``like``'s grid (odd sides were padded going down)."""
-    h, w = like.shape[-2:]
-    return F.interpolate(coarse, size=(2 * ((h + 1) // 2), 2 * ((w + 1) // 2)), mode="bilinear", align_corners=False)[..., :h, :w]
+def upsample2(coarse: np.ndarray) -> np.ndarray:
+    """``[C,h,w]`` -> ``[C,2h,2w]`` bilinear, half-pixel centres, edges repeated (torch's
+    ``interpolate(scale_factor=2, mode="bilinear", align_corners=False)``, done separably)."""
+    return _upsample_axis(_upsample_axis(coarse, 1), 2)
 
 
-def _push(level: torch.Tensor) -> torch.Tensor:
-    """One level down: 2x2 blocks (odd sides padded with weight 0), weight = known share capped at 1.
+def _upsample_axis(c: np.ndarray, axis: int) -> np.ndarray:
+    """Fine cells ``2k`` and ``2k+1`` sit a quarter cell before and after coarse cell ``k``."""
+    n = c.shape[axis]
+    cells = lambda a, b: np.take(c, np.clip(np.arange(a, b), 0, n - 1), axis=axis)  # noqa: E731
+    three_quarters = 0.75 * c
+    even = three_quarters + 0.25 * cells(-1, n - 1)
+    odd = three_quarters + 0.25 * cells(1, n + 1)
+    shape = list(c.shape)
+    shape[axis] = 2 * n
+    return np.stack([even, odd], axis=axis + 1).reshape(shape)
 
-    With ``a`` the blocks' means, the colour sum renormalised to the capped weight is
-    ``a_colour * capped / a_weight`` (the factor 4 of the sums cancels).
-    """
-    h, w = level.shape[-2:]
+
+def _push(level: np.ndarray) -> np.ndarray:
+    """One level down: 2x2 block sums (odd sides padded with weight 0), weight capped at 1, colour renormalised."""
+    _, h, w = level.shape
     if h % 2 or w % 2:
-        level = F.pad(level, (0, w % 2, 0, h % 2))
-    mean = F.avg_pool2d(level, 2)
-    weight = mean[:, 3:]
-    capped = (weight * 4.0).clamp_(max=1.0)
-    mean[:, :3] *= capped / weight.clamp_min(1e-12)
-    mean[:, 3:] = capped
-    return mean
+        level = np.pad(level, ((0, 0), (0, h % 2), (0, w % 2)))
+    summed = level[:, 0::2, 0::2] + level[:, 1::2, 0::2]
+    summed += level[:, 0::2, 1::2]
+    summed += level[:, 1::2, 1::2]
+    weight = summed[3].copy()
+    capped = np.minimum(weight, 1.0)
+    summed[:3] *= capped / np.maximum(weight, 1e-12)
+    summed[3] = capped
+    return summed
