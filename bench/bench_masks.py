@@ -17,7 +17,9 @@ Run from the repository root:  python bench/bench_masks.py  [--quick]
 * Crop (target_edge, regions=separately) + stitch with colour match, and the colour-match drift
   figure on the sample picture.
 
-All ratios are measured in this one process, with a fixed seed, as the median of a few repeats.
+All ratios are measured in this one process, with a fixed seed, as the median of a few repeats;
+each pair that makes a ratio is run alternately (a, b, a, b, ...), so a change of load on a shared
+machine hits both sides alike.
 """
 
 from __future__ import annotations
@@ -137,8 +139,8 @@ def main() -> None:
     print(f"\n== Grow 64 px, {size}x{size} mask, against ComfyUI GrowMask (scipy 3x3 x 64) ==")
     for shape, tapered in (("diamond", True), ("square", False)):
         baseline_out = comfy_growmask(mask_np, 64, tapered)
-        baseline = median_time(lambda: comfy_growmask(mask_np, 64, tapered), max(1, repeats // 2))
-        ours = median_time(lambda: M.grow_mask(mask, 64, shape), repeats)
+        baseline, ours = alternating(lambda: comfy_growmask(mask_np, 64, tapered), lambda: M.grow_mask(mask, 64, shape),
+                                     max(3, repeats // 2))
         same = np.array_equal(M.grow_mask(mask, 64, shape)[0].numpy(), baseline_out)
         shrink_same = np.array_equal(M.grow_mask(mask, -64, shape)[0].numpy(), comfy_growmask(mask_np, -64, tapered))
         print(f"{shape:8s} GrowMask {baseline * 1000:8.0f} ms   ours {ours * 1000:6.1f} ms   "
@@ -147,23 +149,19 @@ def main() -> None:
     print(f"round    (exact Euclidean disk, binary mask)         ours {ours * 1000:6.1f} ms")
     soft = torch.from_numpy(soft_np).unsqueeze(0)
     for shape, tapered in (("diamond", True), ("square", False)):
-        baseline = median_time(lambda: comfy_growmask(soft_np, 64, tapered), 1)
-        ours = median_time(lambda: M.grow_mask(soft, 64, shape), repeats)
+        baseline, ours = alternating(lambda: comfy_growmask(soft_np, 64, tapered), lambda: M.grow_mask(soft, 64, shape), 2)
         same = np.array_equal(M.grow_mask(soft, 64, shape)[0].numpy(), comfy_growmask(soft_np, 64, tapered))
         print(f"{shape:8s} soft mask: GrowMask {baseline * 1000:5.0f} ms   ours {ours * 1000:6.1f} ms   "
               f"speed-up {baseline / ours:5.1f}x   identical {same}")
 
     print(f"\n== Flat cost in the radius, {size}x{size} ==")
     for shape in M.GROW_SHAPES:
-        small = median_time(lambda: M.grow_mask(mask, 8, shape), repeats)
-        large = median_time(lambda: M.grow_mask(mask, 256, shape), repeats)
+        small, large = alternating(lambda: M.grow_mask(mask, 8, shape), lambda: M.grow_mask(mask, 256, shape), repeats)
         print(f"grow {shape:8s} 8 px {small * 1000:6.1f} ms   256 px {large * 1000:6.1f} ms   ratio {large / small:4.2f}")
-    small = median_time(lambda: M.grow_mask(soft, 8, "round"), max(1, repeats // 2))
-    large = median_time(lambda: M.grow_mask(soft, 256, "round"), max(1, repeats // 2))
+    small, large = alternating(lambda: M.grow_mask(soft, 8, "round"), lambda: M.grow_mask(soft, 256, "round"), max(1, repeats // 2))
     print(f"grow round, soft mask ({M.ROUND_SOFT_LEVELS} levels) 8 px {small * 1000:6.0f} ms   256 px {large * 1000:6.0f} ms   ratio {large / small:4.2f}")
     for mode in M.FEATHER_MODES:
-        small = median_time(lambda: M.feather_mask(mask, 4, mode), repeats)
-        large = median_time(lambda: M.feather_mask(mask, 128, mode), repeats)
+        small, large = alternating(lambda: M.feather_mask(mask, 4, mode), lambda: M.feather_mask(mask, 128, mode), repeats)
         print(f"feather {mode:8s} 4 px {small * 1000:6.1f} ms   128 px {large * 1000:6.1f} ms   ratio {large / small:4.2f}")
 
     print("\n== Peak extra memory (peak RSS above the level before the call, incl. the result) / mask size ==")

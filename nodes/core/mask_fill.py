@@ -39,7 +39,9 @@ def fill_masked(image: torch.Tensor, mask: torch.Tensor, mode: str = "neutral") 
     masks = img.match_mask_to_image(img.to_mask_batch(mask, name="mask"), images)
     images, masks = img.broadcast_batch(images, masks)
     masks = masks.to(images.device, torch.float32)
-    out = images.clone()
+    # The output: one copy (numpy's single-threaded copy on the CPU, 2x faster than torch's
+    # two threads on a shared 2-core machine).
+    out = torch.from_numpy(images.numpy().copy()) if images.device.type == "cpu" else images.clone()
     for i in range(images.shape[0]):
         box = mask_bbox(masks[i])
         if box is None:
@@ -104,15 +106,24 @@ def upsample2(coarse: np.ndarray) -> np.ndarray:
 
 
 def _upsample_axis(c: np.ndarray, axis: int) -> np.ndarray:
-    """Fine cells ``2k`` and ``2k+1`` sit a quarter cell before and after coarse cell ``k``."""
-    n = c.shape[axis]
-    cells = lambda a, b: np.take(c, np.clip(np.arange(a, b), 0, n - 1), axis=axis)  # noqa: E731
-    three_quarters = 0.75 * c
-    even = three_quarters + 0.25 * cells(-1, n - 1)
-    odd = three_quarters + 0.25 * cells(1, n + 1)
+    """Fine cells ``2k`` and ``2k+1`` sit a quarter cell before and after coarse cell ``k``:
+    ``0.75 c[k] + 0.25 c[k-1]`` and ``0.75 c[k] + 0.25 c[k+1]``, the edge cell repeated."""
+    def cut(array, part):
+        index = [slice(None)] * array.ndim
+        index[axis] = part
+        return array[tuple(index)]
+
     shape = list(c.shape)
-    shape[axis] = 2 * n
-    return np.stack([even, odd], axis=axis + 1).reshape(shape)
+    shape[axis] *= 2
+    out = np.empty(shape, np.float32)
+    three_quarters = c * np.float32(0.75)
+    quarter = c * np.float32(0.25)
+    even, odd = cut(out, slice(0, None, 2)), cut(out, slice(1, None, 2))
+    np.add(cut(three_quarters, slice(1, None)), cut(quarter, slice(None, -1)), out=cut(even, slice(1, None)))
+    np.add(cut(three_quarters, slice(None, -1)), cut(quarter, slice(1, None)), out=cut(odd, slice(None, -1)))
+    cut(even, slice(0, 1))[...] = cut(c, slice(0, 1))
+    cut(odd, slice(-1, None))[...] = cut(c, slice(-1, None))
+    return out
 
 
 def _push(level: np.ndarray) -> np.ndarray:
