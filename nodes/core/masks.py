@@ -23,7 +23,9 @@ Why the rest is ours and not ``scipy.ndimage`` (``bench/bench_masks.py``, sectio
 equivalents", alternated runs on 2048x2048): round on binary masks is 8x faster than
 ``distance_transform_edt`` (identical output); the feather's box blurs are 2x faster than
 ``uniform_filter1d`` (which subtracts, so far from the mask it is not exactly 0) and ~10x faster than
-``gaussian_filter`` at radius 128; diamond has no scipy equivalent but an O(r^2) footprint.
+``gaussian_filter`` at radius 128; on binary masks diamond and square are 3-4x faster than
+``distance_transform_cdt`` (taxicab / chessboard), and diamond on soft masks has no scipy
+equivalent but an O(r^2) footprint.
 * ``diamond`` (GrowMask with ``tapered_corners=True``): the L1 ball ``|dx|+|dy| <= r``. It is the
   Minkowski sum of a 45-degree square (two diagonal running max passes of half the radius) and one
   or two 3x3 crosses. The diagonal passes run as *column* passes on a flat buffer whose rows are
@@ -283,7 +285,9 @@ def _grow_one(m: np.ndarray, radius: int, dilate: bool, shape: str) -> np.ndarra
         work = as_bytes if binary else m
         del as_bytes
         if shape == "diamond":
-            out = _diamond(work, radius, dilate)  # scipy has no flat L1 ball short of an O(r^2) footprint
+            # Ours: 3-4x faster than scipy's distance_transform_cdt on binary masks; on soft masks
+            # scipy has no flat L1 ball short of an O(r^2) footprint (bench_masks.py).
+            out = _diamond(work, radius, dilate)
         else:
             out = (_square if binary else _square_scipy)(work, radius, dilate)
         return out.astype(np.float32, copy=False)
