@@ -277,8 +277,10 @@ def grow_mask(mask: torch.Tensor, pixels: int, shape: str = "round") -> torch.Te
 
 def _grow_one(m: np.ndarray, radius: int, dilate: bool, shape: str) -> np.ndarray:
     as_bytes = m.astype(np.uint8)  # 0.x -> 0, 1 -> 1
-    # Values lie in 0..1: the mask is binary when every non-zero pixel became a 1.
-    binary = np.count_nonzero(m) == np.count_nonzero(as_bytes)
+    # Values lie in 0..1: the mask is binary when every non-zero pixel became a 1. Counted on the
+    # float's bits (0.0 is all-zero bits): numpy's count_nonzero is ~8x faster on int32 than on
+    # float32 (a -0.0 counts as non-zero there, which only sends the mask down the soft path).
+    binary = np.count_nonzero(m.view(np.int32)) == np.count_nonzero(as_bytes)
     if shape in ("square", "diamond"):
         # max/min commute with any increasing map, so a 0/1 mask can run as bytes: a quarter of
         # the memory traffic, four times the SIMD lanes, the same result.
