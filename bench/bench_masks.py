@@ -121,7 +121,6 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     torch.manual_seed(0)
-    release_freed_memory_to_the_os()
     print(f"torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
 
     size = 2048
@@ -164,16 +163,6 @@ def main() -> None:
         small, large = alternating(lambda: M.feather_mask(mask, 4, mode), lambda: M.feather_mask(mask, 128, mode), repeats)
         print(f"feather {mode:8s} 4 px {small * 1000:6.1f} ms   128 px {large * 1000:6.1f} ms   ratio {large / small:4.2f}")
 
-    print("\n== Peak extra memory (peak RSS above the level before the call, incl. the result) / mask size ==")
-    mask_bytes = mask.numel() * 4
-    cases = [(f"grow {shape} {r}", (lambda s=shape, r=r: M.grow_mask(mask, r, s))) for shape in M.GROW_SHAPES for r in (8, 256)]
-    cases += [(f"grow {shape} soft {r}", (lambda s=shape, r=r: M.grow_mask(soft, r, s)))
-              for shape in ("diamond", "square") for r in (256, 1500)]
-    cases += [("grow round soft 64", lambda: M.grow_mask(soft, 64, "round"))]
-    cases += [(f"feather {mode} 128", (lambda m=mode: M.feather_mask(mask, 128, m))) for mode in M.FEATHER_MODES]
-    for name, fn in cases:
-        print(f"{name:22s} {peak_extra_memory(fn) / mask_bytes:4.2f}x")
-
     print("\n== Crop + stitch, 4096x4096 picture, 512x512 masked region ==")
     picture = torch.rand(1, 4096, 4096, 3)
     region = torch.zeros(1, 4096, 4096)
@@ -194,6 +183,7 @@ def main() -> None:
     scipy_section(mask_np, soft_np, repeats)
     fill_section(repeats)
     target_regions_section(repeats)
+    memory_section(mask, soft)
 
 
 def scipy_box_blur(m: np.ndarray, sigma: float) -> np.ndarray:
@@ -246,6 +236,21 @@ def scipy_section(mask_np: np.ndarray, soft_np: np.ndarray, repeats: int) -> Non
     print(f"feather 128 px blur  scipy gaussian_filter (a true Gaussian, cost grows with the radius) {gauss * 1000:6.0f} ms")
     print("diamond on soft masks: scipy's only flat L1-ball filter is grey_dilation with a (2r+1)^2 footprint, "
           "O(r^2) per pixel: the GrowMask baseline above is the fair comparison")
+
+
+def memory_section(mask: torch.Tensor, soft: torch.Tensor) -> None:
+    # Last: the glibc setting that makes the measurement honest also makes every large allocation
+    # a fresh mmap (page faults on first touch), which would slow the timings above.
+    release_freed_memory_to_the_os()
+    print("\n== Peak extra memory (peak RSS above the level before the call, incl. the result) / mask size ==")
+    mask_bytes = mask.numel() * 4
+    cases = [(f"grow {shape} {r}", (lambda s=shape, r=r: M.grow_mask(mask, r, s))) for shape in M.GROW_SHAPES for r in (8, 256)]
+    cases += [(f"grow {shape} soft {r}", (lambda s=shape, r=r: M.grow_mask(soft, r, s)))
+              for shape in ("diamond", "square") for r in (256, 1500)]
+    cases += [("grow round soft 64", lambda: M.grow_mask(soft, 64, "round"))]
+    cases += [(f"feather {mode} 128", (lambda m=mode: M.feather_mask(mask, 128, m))) for mode in M.FEATHER_MODES]
+    for name, fn in cases:
+        print(f"{name:22s} {peak_extra_memory(fn) / mask_bytes:4.2f}x")
 
 
 def fill_section(repeats: int) -> None:
