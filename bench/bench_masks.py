@@ -118,9 +118,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (for a smoke run)")
     parser.add_argument("--new", action="store_true", help="only the scipy, fill and target/regions/colour sections")
+    parser.add_argument("--memory", action="store_true", help="only the memory section (the full run starts it in a child)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     torch.manual_seed(0)
+    if args.memory:  # before the first allocation, so nothing freed stays resident and reusable
+        release_freed_memory_to_the_os()
     print(f"torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
 
     size = 2048
@@ -129,6 +132,9 @@ def main() -> None:
     for shape in M.GROW_SHAPES:  # warm-up (first calls load code paths)
         M.grow_mask(mask[:, :64, :64], 3, shape)
     soft_np = M.gaussian_blur(mask_np, 4.0)
+    if args.memory:
+        memory_section(mask, torch.from_numpy(soft_np).unsqueeze(0))
+        return
     if args.new:
         scipy_section(mask_np, soft_np, repeats)
         fill_section(repeats)
@@ -164,9 +170,7 @@ def main() -> None:
         print(f"feather {mode:8s} 4 px {small * 1000:6.1f} ms   128 px {large * 1000:6.1f} ms   ratio {large / small:4.2f}")
 
     print("\n== Crop + stitch, 4096x4096 picture, 512x512 masked region ==")
-    picture = torch.rand(1, 4096, 4096, 3)
-    region = torch.zeros(1, 4096, 4096)
-    region[0, 1800:2312, 1700:2212] = 1.0
+    picture, region = picture_with_holes(4096, (1800, 1700, 512))
     one_copy = median_time(lambda: picture.clone(), repeats)
     one_read = median_time(lambda: torch.aminmax(picture), repeats)
     crop_time = median_time(lambda: M.crop_to_mask(picture, region, 0.5, 1024, 8), repeats)
@@ -183,7 +187,7 @@ def main() -> None:
     scipy_section(mask_np, soft_np, repeats)
     fill_section(repeats)
     target_regions_section(repeats)
-    memory_section(mask, soft)
+    memory_in_a_fresh_process()
 
 
 def scipy_box_blur(m: np.ndarray, sigma: float) -> np.ndarray:
@@ -238,10 +242,17 @@ def scipy_section(mask_np: np.ndarray, soft_np: np.ndarray, repeats: int) -> Non
           "O(r^2) per pixel: the GrowMask baseline above is the fair comparison")
 
 
+def memory_in_a_fresh_process() -> None:
+    """The memory section runs in a child process: the glibc setting that makes the measurement
+    honest makes every large allocation a fresh mmap (page faults on first touch), which would
+    slow every timing, and memory freed by the timings would hide peaks."""
+    import subprocess
+
+    sys.stdout.flush()
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--memory"], check=True)
+
+
 def memory_section(mask: torch.Tensor, soft: torch.Tensor) -> None:
-    # Last: the glibc setting that makes the measurement honest also makes every large allocation
-    # a fresh mmap (page faults on first touch), which would slow the timings above.
-    release_freed_memory_to_the_os()
     print("\n== Peak extra memory (peak RSS above the level before the call, incl. the result) / mask size ==")
     mask_bytes = mask.numel() * 4
     cases = [(f"grow {shape} {r}", (lambda s=shape, r=r: M.grow_mask(mask, r, s))) for shape in M.GROW_SHAPES for r in (8, 256)]
@@ -253,30 +264,32 @@ def memory_section(mask: torch.Tensor, soft: torch.Tensor) -> None:
         print(f"{name:22s} {peak_extra_memory(fn) / mask_bytes:4.2f}x")
 
 
+def picture_with_holes(size: int, *holes: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random ``size``-square picture and a mask of square holes ``(top, left, side)``."""
+    picture = torch.rand(1, size, size, 3)
+    mask = torch.zeros(1, size, size)
+    for top, left, side in holes:
+        mask[0, top : top + side, left : left + side] = 1.0
+    return picture, mask
+
+
 def fill_section(repeats: int) -> None:
     print("\n== Fill a 512x512 hole in a 2048x2048 picture (ImgEditFillMasked) ==")
-    picture = torch.rand(1, 2048, 2048, 3)
-    hole = torch.zeros(1, 2048, 2048)
-    hole[0, 700:1212, 800:1312] = 1.0
+    picture, hole = picture_with_holes(2048, (700, 800, 512))
     copy = lambda: picture.clone()  # noqa: E731
     for mode in M.FILL_MODES:
         ours, one_copy = alternating(lambda: M.fill_masked(picture, hole, mode), copy, repeats)
         out = M.fill_masked(picture, hole, mode)
         print(f"{mode:8s} {ours * 1000:6.1f} ms   one picture copy {one_copy * 1000:5.1f} ms   ratio {ours / one_copy:4.2f}   "
               f"outside identical {torch.equal(out[hole == 0], picture[hole == 0])}")
-    big = torch.rand(1, 4096, 4096, 3)
-    big_hole = torch.zeros(1, 4096, 4096)
-    big_hole[0, 1400:2424, 1600:2624] = 1.0
+    big, big_hole = picture_with_holes(4096, (1400, 1600, 1024))
     ours = median_time(lambda: M.fill_masked(big, big_hole, "surround"), max(1, repeats // 2))
     print(f"surround, 4x the pixels (4096x4096, 1024x1024 hole): {ours * 1000:6.1f} ms (linear cost: ~4x the 2048 figure)")
 
 
 def target_regions_section(repeats: int) -> None:
     print("\n== Crop (target_edge 1024, regions=separately) + stitch (color_match lab), 4096x4096, two 256x256 regions ==")
-    picture = torch.rand(1, 4096, 4096, 3)
-    mask = torch.zeros(1, 4096, 4096)
-    mask[0, 300:556, 300:556] = 1.0
-    mask[0, 3400:3656, 3300:3556] = 1.0
+    picture, mask = picture_with_holes(4096, (300, 300, 256), (3400, 3300, 256))
     crop = lambda: M.crop_to_mask(picture, mask, 0.5, 1024, 8, 1024, "separately")  # noqa: E731
     crop_time = median_time(crop, repeats)
     crops, _, record = crop()
