@@ -17,7 +17,7 @@ exactly what ComfyUI's GrowMask gives (scipy ``grey_dilation`` with a 3x3 footpr
 * ``square``  (GrowMask with ``tapered_corners=False``): the ``(2r+1)^2`` square, done as two 1-D
   running max/min passes: scipy's ``maximum_filter1d``/``minimum_filter1d`` on soft masks, our van
   Herk / Gil-Werman pass (3 comparisons per pixel for any radius) on binary masks run as bytes,
-  where it is 1.5x faster than scipy.
+  where it is 1.3-2x faster than scipy.
 
 Why the rest is ours and not ``scipy.ndimage`` (``bench/bench_masks.py``, section "scipy.ndimage
 equivalents", alternated runs on 2048x2048): round on binary masks is 8x faster than
@@ -80,9 +80,9 @@ def _square(m: np.ndarray, radius: int, dilate: bool) -> np.ndarray:
 def _square_scipy(m: np.ndarray, radius: int, dilate: bool) -> np.ndarray:
     """The same as :func:`_square` with ``scipy.ndimage.maximum_filter1d`` / ``minimum_filter1d``.
 
-    Used for soft (float) masks, where scipy is as fast or faster (ours / scipy 1.12-1.19 at
-    r = 64 on 2048x2048, ``bench/bench_masks.py``). Binary masks keep :func:`_square` on bytes,
-    1.5x faster than scipy (ours / scipy 0.67). Both filter along the contiguous axis (scipy is
+    Used for soft (float) masks, where scipy is as fast (ours / scipy 0.77-1.06 over runs on
+    2048x2048, r = 8..256; 1.1-1.5 when every allocation is a fresh mmap; ``bench/bench_masks.py``).
+    Binary masks keep :func:`_square` on bytes, 1.3-2x faster than scipy (ours / scipy 0.50-0.79). Both filter along the contiguous axis (scipy is
     several times slower along the other) and transpose in between. Border mode "nearest" repeats
     the edge pixel, which is inside every window that reaches past it: "inside the picture" exactly.
     """
