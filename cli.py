@@ -4,7 +4,8 @@
     python -m comfyui_imgedit demo [-o DIR]
 
 Keys come from the environment (``DEZGO_API_KEY``, ``MODELSLAB_API_KEY``, ``IMAGEPIPELINE_API_KEY``)
-as in ComfyUI; hosts from ``IMGEDIT_*_URL``. Nothing here imports ComfyUI.
+as in ComfyUI; hosts from ``IMGEDIT_*_URL``. Paid calls with a fixed ``--seed`` go through the journal
+in the user cache folder (``~/.cache/comfyui-imgedit/journal`` on Linux). Nothing here imports ComfyUI.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, Optional, Sequence
 
 from .nodes.core.errors import ImgEditError, InputError
 from .nodes.core.request import Cancelled, Hooks
+from .nodes.core.services import SERVICES
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-PROVIDERS = ("dezgo", "sdapi", "modelslab", "imagepipeline", "local")
+PROVIDERS = (*SERVICES, "local")
 
 
 def make_provider(name: str, args: argparse.Namespace):
@@ -70,12 +72,14 @@ def run_edit_command(args: argparse.Namespace) -> dict[str, Any]:
         if not args.mask:
             raise InputError("--mask is required for inpaint: a picture where white = change, black = keep.")
         mask = img.pil_to_mask(_open(args.mask, "--mask"))
+    from .nodes.core.journal import open_journal
+
     provider = make_provider(args.provider, args)
     outcome = run_edit(
         provider, image, mask=mask, prompt=args.prompt, negative_prompt=args.negative_prompt,
         strength=args.strength, steps=args.steps, guidance=args.guidance, seed=args.seed,
         samples=args.samples, keep_unmasked=not args.no_keep_unmasked,
-        hooks=Hooks(progress=_print_progress))
+        hooks=Hooks(progress=_print_progress), journal=None if args.no_journal else open_journal())
     written = _save(outcome.images, Path(args.output))
     return {"written": [str(p) for p in written], **outcome.info}
 
@@ -166,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--scheduler", help="Dezgo sampler, or ModelsLab / local scheduler name")
         sub.add_argument("--extra", help="JSON object of further documented provider parameters")
         sub.add_argument("--deadline", type=float, default=600.0, help="overall seconds to wait for a job")
+        sub.add_argument("--no-journal", action="store_true",
+                         help="send the call even when an identical one (same --seed) is in the journal of "
+                              "paid calls (the user cache folder, or IMGEDIT_JOURNAL_DIR)")
         sub.add_argument("-o", "--output", required=True, help="output PNG (several samples: NAME_0.png, …)")
         sub.set_defaults(no_keep_unmasked=False)
     demo = commands.add_parser("demo", help="offline end-to-end demo on the bundled sample (uses the sandbox)")

@@ -14,7 +14,18 @@ from comfy_api.latest import io
 from .comfy_hooks import comfy_hooks, comfy_interrupts
 from .comfy_types import PROVIDER
 from .core.edit import run_edit
-from .core.request import SEED_MAX
+from .core.journal import open_journal
+from .core.request import MAX_SAMPLES, SEED_MAX
+from .core.services import SERVICES, seed_per_sample_services
+from .journal_routes import node_user_dir
+
+_SEED_TOOLTIP = (
+    "Same seed, same inputs: same picture. Sample k of a picture uses seed + k with the local provider and "
+    f"{', '.join(seed_per_sample_services())} (one call per sample). "
+    + ", ".join(s.label for s in SERVICES.values() if s.samples_per_call > 1)
+    + " make several samples in one call from the seed; info.seeds gives each sample's seed as the service "
+    "reports it, null where it does not say."
+)
 
 
 def _common_inputs() -> list:
@@ -30,25 +41,29 @@ def _common_inputs() -> list:
         io.Float.Input("guidance", default=7.5, min=0.0, max=30.0, step=0.1,
                        tooltip="Classifier-free guidance: how closely to follow the prompt."),
         io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
-                     tooltip="Same seed, same inputs: same picture. Sample k of a picture uses seed + k."),
-        io.Int.Input("samples", default=1, min=1, max=4,
-                     tooltip="Pictures to make from each input picture; the output holds them in input order."),
+                     tooltip=_SEED_TOOLTIP),
+        io.Int.Input("samples", default=1, min=1, max=MAX_SAMPLES,
+                     tooltip="Pictures to make from each input picture; the output holds them in input order. "
+                             "Services make at most a few per call; more become several calls (each one paid)."),
     ]
 
 
 def _outputs() -> list:
     return [
         io.Image.Output(display_name="IMAGE", tooltip="The edited pictures, at the input's size."),
-        io.String.Output(display_name="info", tooltip="JSON: provider, seeds, job ids, warnings, timings, cost when reported."),
+        io.String.Output(display_name="info", tooltip="JSON: provider, seeds, job ids, warnings, timings, cost when reported; journal: a result taken from the journal of paid calls or a resumed job."),
     ]
 
 
 async def _run(node_id, provider, image, mask=None, keep_unmasked=True, **params) -> io.NodeOutput:
     hooks = comfy_hooks(node_id)
+    # Paid calls go through the journal in user/imgedit/journal/ (unless turned off).
+    journal = open_journal(node_user_dir()) if getattr(provider, "remote", False) else None
     with comfy_interrupts():
         # Blocking work leaves the event loop free, so several remote nodes in one graph overlap.
         outcome = await asyncio.to_thread(
-            run_edit, provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, **params)
+            run_edit, provider, image, mask=mask, keep_unmasked=keep_unmasked, hooks=hooks, journal=journal,
+            **params)
     return io.NodeOutput(outcome.images, json.dumps(outcome.info, indent=1, default=str))
 
 

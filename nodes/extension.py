@@ -10,13 +10,26 @@ log = logging.getLogger("comfyui_imgedit")
 
 
 def _server_side_setup() -> None:
-    """The /imgedit/keys route and the sample inputs; guarded so a failure never breaks ComfyUI's start."""
+    """The /imgedit/keys, /imgedit/local/cache and /imgedit/journal routes, the journal's summary line
+    and the sample inputs; guarded so a failure never breaks ComfyUI's start."""
     try:
         from .key_routes import register_with_comfyui
 
         register_with_comfyui()
     except Exception as error:  # pragma: no cover - only inside ComfyUI
         log.warning("ImgEdit: the API-key settings route is unavailable: %s", error)
+    try:
+        from .comfy_memory import register_cache_route
+
+        register_cache_route()
+    except Exception as error:  # pragma: no cover
+        log.warning("ImgEdit: the local cache route is unavailable: %s", error)
+    try:
+        from .journal_routes import start_journal
+
+        start_journal()
+    except Exception as error:  # pragma: no cover - only inside ComfyUI
+        log.warning("ImgEdit: the journal settings route is unavailable: %s", error)
     try:
         from .assets import install_sample_inputs
 

@@ -1,7 +1,10 @@
 """The ``/imgedit/keys`` route on ComfyUI's server: set or clear a provider's API key from the browser.
 
-* ``GET /imgedit/keys`` answers only which key-owning services have a key, e.g.
-  ``{"keys": {"dezgo": true, "modelslab": false, "imagepipeline": false}}`` (env var or key file).
+* ``GET /imgedit/keys`` answers which key-owning services have a key, e.g.
+  ``{"keys": {"dezgo": true, "modelslab": false, "imagepipeline": false}, "services": [...]}``
+  (env var or key file); ``services`` is the public part of the table of services
+  (:mod:`nodes.core.services`: label, node id, key owner, variable names) that the web panel
+  builds its settings and paid-credit badges from.
 * ``POST /imgedit/keys`` with a small JSON body ``{"service": "dezgo", "key": "..."}`` stores the key
   in ``<ComfyUI user dir>/imgedit/keys.json`` (via :mod:`nodes.core.keys`: atomic, mode 0600);
   ``{"service": "dezgo", "key": ""}`` or ``{"service": "dezgo", "clear": true}`` removes it.
@@ -27,6 +30,7 @@ from typing import Any, Callable, Optional, Union
 
 from .core import keys as keystore
 from .core.errors import InputError
+from .core.services import SERVICES as TABLE
 
 log = logging.getLogger("comfyui_imgedit")
 
@@ -52,9 +56,15 @@ def key_status(user_dir: Optional[PathLike]) -> dict[str, bool]:
     return {name: bool(flag) for name, flag in keystore.services_with_keys(user_dir).items()}
 
 
+def service_rows(status: dict[str, bool]) -> list[dict]:
+    """The public rows of the table of services, each with ``has_key`` (of its key owner)."""
+    return [row.public(status.get(row.key_owner, False)) for row in TABLE.values()]
+
+
 async def get_keys(request, user_dir: Optional[PathLike]):
-    """``GET /imgedit/keys`` -> ``{"keys": {service: bool}}``."""
-    return _json(200, {"keys": key_status(user_dir)})
+    """``GET /imgedit/keys`` -> ``{"keys": {service: bool}, "services": [row, ...]}``."""
+    status = key_status(user_dir)
+    return _json(200, {"keys": status, "services": service_rows(status)})
 
 
 async def _read_body(request) -> tuple[Optional[bytes], Optional[Any]]:
@@ -160,5 +170,5 @@ def register_with_comfyui() -> bool:
         return False
 
 
-__all__ = ["ROUTE", "MAX_BODY", "SERVICES", "key_status", "get_keys", "post_keys", "register",
+__all__ = ["ROUTE", "MAX_BODY", "SERVICES", "key_status", "service_rows", "get_keys", "post_keys", "register",
            "register_with_comfyui", "comfy_user_dir"]

@@ -2,7 +2,8 @@
 
 A thin V3 node: it lists the models ComfyUI's folders hold, turns the chosen inputs into a
 :class:`~.core.providers.local_diffusers.LocalDiffusersProvider` (cheap: nothing is loaded here)
-and hands ComfyUI's memory management to it. The ImgEditImg2Img / ImgEditInpaint nodes run it.
+and hands ComfyUI's memory management to it (:mod:`.comfy_memory`). The ImgEditImg2Img /
+ImgEditInpaint nodes run it.
 ComfyUI modules are imported inside functions so importing this module stays cheap.
 """
 
@@ -34,9 +35,11 @@ def model_roots() -> ModelRoots:
 
 
 def memory_hooks():
-    """ComfyUI's model management as the provider's :class:`MemoryHooks`."""
+    """ComfyUI's model management as the provider's :class:`MemoryHooks`: its device and dtype
+    choices, and its accounting of the cached pipelines (see :mod:`.comfy_memory`)."""
     import comfy.model_management as mm
 
+    from . import comfy_memory
     from .core.providers.local_diffusers import MemoryHooks
 
     def auto_dtype(device) -> str:
@@ -46,14 +49,21 @@ def memory_hooks():
             return "fp16"
         return "bf16" if mm.should_use_bf16(device) else "fp32"
 
+    def keep_on_device() -> bool:
+        # As ComfyUI does with its own models: they stay loaded until it needs the room (it then
+        # releases ours through the ticket); --lowvram/--novram/--disable-smart-memory give it back.
+        keeps = (mm.VRAMState.NORMAL_VRAM, mm.VRAMState.HIGH_VRAM)
+        return mm.vram_state in keeps and not getattr(mm, "DISABLE_SMART_MEMORY", False)
+
     return MemoryHooks(
         default_device=mm.get_torch_device,
         free_memory=lambda nbytes, device: mm.free_memory(nbytes, device),
         free_bytes=lambda device: mm.get_free_memory(device),
         empty_cache=mm.soft_empty_cache,
-        # --highvram / --gpu-only: ComfyUI itself keeps models on the GPU, so may we
-        keep_on_device=lambda: mm.vram_state == mm.VRAMState.HIGH_VRAM,
+        keep_on_device=keep_on_device,
         auto_dtype=auto_dtype,
+        track=comfy_memory.track,
+        claim=comfy_memory.claim,
     )
 
 

@@ -14,6 +14,7 @@ from comfy_api.latest import io
 from .comfy_types import PROVIDER
 
 from .core import keys
+from .core.services import SERVICES
 
 CATEGORY = "ImgEdit/providers"
 DEFAULT = "default"
@@ -37,23 +38,27 @@ def _user_dir() -> str | None:
 
 def _require_key(service: str, user_dir: str | None) -> None:
     """Fail at the provider node when no key is configured (the key itself is read at call time)."""
-    owner = keys.KEY_ALIASES.get(service, service)
-    if not keys.services_with_keys(user_dir).get(owner, False):
+    if not keys.services_with_keys(user_dir).get(SERVICES[service].key_owner, False):
         keys.resolve_key(service, user_dir)  # raises AuthError with the how-to sentence
 
 
-def _common_inputs(max_concurrency: int, nsfw: bool = True) -> list:
+def _common_inputs(service: str, nsfw: bool = True) -> list:
+    """fail_on_nsfw, deadline_s, max_concurrency and extra, with the limits of the service's row."""
+    row = SERVICES[service]
     inputs = []
     if nsfw:
+        flag = ("the answer flags replaced results" if row.nsfw_flag else
+                f"the {row.label} documents describe no NSFW flag in the answer, so this cannot detect anything there")
         inputs.append(io.Boolean.Input(
             "fail_on_nsfw", default=False,
             tooltip="When the provider's safety checker replaces a result (blank/blurred image), stop with an "
-                    "error instead of returning it with a warning in info."))
+                    f"error instead of returning it with a warning in info. {row.label}: {flag}."))
+    low, default, high = row.deadline_s
     inputs += [
-        io.Int.Input("deadline_s", default=600, min=10, max=3600, step=10,
+        io.Int.Input("deadline_s", default=default, min=low, max=high, step=1,
                      tooltip="Give up on one provider call after this many seconds (queued jobs may still finish "
                              "on the provider's side)."),
-        io.Int.Input("max_concurrency", default=4, min=1, max=max_concurrency,
+        io.Int.Input("max_concurrency", default=row.default_concurrency, min=1, max=row.max_concurrency,
                      tooltip="How many calls run at once for a batch or several samples."),
         io.String.Input("extra", default="", multiline=True, optional=True, tooltip=EXTRA_TOOLTIP),
     ]
@@ -61,10 +66,8 @@ def _common_inputs(max_concurrency: int, nsfw: bool = True) -> list:
 
 
 def _service_help(service: str) -> str:
-    from .core.providers.http import DEFAULT_URLS, URL_ENV
-
-    owner = keys.KEY_ALIASES.get(service, service)
-    return KEY_HELP.format(env=keys.KEY_ENV[owner], url_env=URL_ENV[service], url=DEFAULT_URLS[service])
+    row = SERVICES[service]
+    return KEY_HELP.format(env=row.key_env, url_env=row.url_env, url=row.default_url)
 
 
 def _output() -> list:
@@ -90,7 +93,7 @@ class ImgEditDezgo(io.ComfyNode):
                                tooltip="default = Dezgo's own choice. Other sampler names can go in extra."),
                 io.Combo.Input("format", options=list(FORMATS), default="png",
                                tooltip="Format Dezgo answers in; png is lossless."),
-                *_common_inputs(8, nsfw=False),
+                *_common_inputs("dezgo", nsfw=False),
             ],
             outputs=_output(),
         )
@@ -128,7 +131,7 @@ class ImgEditSDAPI(io.ComfyNode):
                 io.Combo.Input("image_transport", options=list(IMAGE_TRANSPORTS), default="upload",
                                tooltip="upload: through ModelsLab's documented base64_to_url (a link valid 24 h). "
                                        "base64: inline data: URIs (unverified against the live service)."),
-                *_common_inputs(15),
+                *_common_inputs("sdapi"),
             ],
             outputs=_output(),
         )
@@ -185,7 +188,7 @@ class ImgEditModelsLab(io.ComfyNode):
                 io.Combo.Input("image_transport", options=list(IMAGE_TRANSPORTS), default="upload",
                                tooltip="upload: through the documented base64_to_url (a link valid 24 h, at most "
                                        "5 MB). base64: inline data: URIs (unverified against the live service)."),
-                *_common_inputs(15),
+                *_common_inputs("modelslab"),
             ],
             outputs=_output(),
         )
@@ -237,7 +240,7 @@ class ImgEditImagePipeline(io.ComfyNode):
                                         "fetches it instead of an inline data: URI."),
                 io.String.Input("mask_image_url", default="", optional=True,
                                 tooltip="Optional public link to the mask (white = change) for Inpaint."),
-                *_common_inputs(8),
+                *_common_inputs("imagepipeline"),
             ],
             outputs=_output(),
         )

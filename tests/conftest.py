@@ -1,4 +1,4 @@
-"""Shared pytest setup: keep the developer's real keys and service URLs out of every test."""
+"""Shared pytest setup: keep the developer's real keys, service URLs and journal out of every test."""
 
 import os
 
@@ -10,11 +10,17 @@ _SECRET_ENV = (
 )
 
 
+_JOURNAL_ENV = ("IMGEDIT_JOURNAL", "IMGEDIT_JOURNAL_MAX_GB", "IMGEDIT_JOURNAL_MAX_DAYS")
+
+
 @pytest.fixture(autouse=True)
-def _no_real_keys_or_hosts(monkeypatch):
-    """A test that needs a key or a URL sets a fake one itself; real ones never leak in."""
-    for name in _SECRET_ENV:
+def _no_real_keys_or_hosts(monkeypatch, tmp_path):
+    """A test that needs a key or a URL sets a fake one itself; real ones never leak in. The journal
+    of paid calls (CLI: the user cache folder) goes to the test's own temporary folder."""
+    for name in _SECRET_ENV + _JOURNAL_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IMGEDIT_JOURNAL_DIR", str(tmp_path / "journal"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     yield
 
 

@@ -50,6 +50,24 @@ def test_img2img_and_inpaint_through_the_sandbox(tmp_path, capsys, monkeypatch):
         assert torch.equal(edited[:5], original[:5])
 
 
+def test_same_command_twice_is_paid_once_and_the_journal_is_in_the_user_cache(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("IMGEDIT_JOURNAL_DIR")  # the default folder: $XDG_CACHE_HOME/comfyui-imgedit/journal
+    monkeypatch.setattr(sys, "platform", "linux")
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (64, 48), (40, 120, 200)).save(picture)
+    argv = ["img2img", "--provider", "dezgo", "--image", str(picture), "--prompt", "a lake", "--seed", "5",
+            "-o", str(tmp_path / "out.png")]
+    with SandboxServer(key=KEY) as sandbox, sandbox.patch_env():
+        reports = []
+        for extra in ([], [], ["--no-journal"]):
+            assert main(argv + extra) == 0
+            reports.append(json.loads(capsys.readouterr().out))
+        assert sandbox.count("dezgo.image2image") == 2
+    assert "journal" not in reports[0] and "taken from the journal" in reports[1]["journal"][0]
+    folder = tmp_path / "cache" / "comfyui-imgedit" / "journal"
+    assert len(list(folder.glob("*/record.json"))) == 1 and len(list(folder.glob("*/0.png"))) == 1
+
+
 def test_missing_key_is_one_sentence_and_exit_code_2(tmp_path, capsys):
     picture = tmp_path / "in.png"
     Image.new("RGB", (32, 32)).save(picture)

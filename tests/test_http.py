@@ -21,13 +21,9 @@ from comfyui_imgedit.nodes.core.errors import (
     UncertainOutcome,
 )
 from comfyui_imgedit.nodes.core.providers.dezgo import DezgoClient
-from comfyui_imgedit.nodes.core.providers.http import (
-    DEFAULT_URLS,
-    body_message,
-    base_url,
-    error_for,
-    same_origin,
-)
+from comfyui_imgedit.nodes.core.providers.http_errors import body_message, error_for
+from comfyui_imgedit.nodes.core.providers.urls import base_url, same_origin
+from comfyui_imgedit.nodes.core.services import SERVICES
 from comfyui_imgedit.nodes.core.providers.modelslab import ModelsLabClient
 from comfyui_imgedit.nodes.core.request import Cancelled, Hooks
 from comfyui_imgedit.sandbox import Canned, SandboxServer
@@ -47,7 +43,7 @@ def modelslab(**kw):
 
 
 def test_base_urls_come_from_env_only(monkeypatch):
-    assert base_url("dezgo") == DEFAULT_URLS["dezgo"] == "https://api.dezgo.com"
+    assert base_url("dezgo") == SERVICES["dezgo"].default_url == "https://api.dezgo.com"
     assert base_url("modelslab") == "https://modelslab.com"
     monkeypatch.setenv("IMGEDIT_DEZGO_URL", "http://127.0.0.1:9/proxy/")
     assert base_url("dezgo") == "http://127.0.0.1:9/proxy"
@@ -115,12 +111,15 @@ def test_field_errors_are_listed():
 # -- retries ---------------------------------------------------------------------------------
 
 
-def test_502_503_504_are_retried(sandbox):
-    sandbox.script("dezgo.image2image", Canned(502), Canned(503), Canned(504, {"message": "gateway"}))
-    client = DezgoClient(http=fast_http("dezgo", retries=3))
+def test_502_503_504_are_retried_for_polls(sandbox):
+    # A poll is idempotent: gateway errors are sent again (a charged POST is not: test_charged.py).
+    sandbox.job_delay = 0.3
+    sandbox.script("modelslab.fetch", Canned(502), Canned(503), Canned(504, {"message": "gateway"}))
+    client = ModelsLabClient(http=fast_http("modelslab", retries=3), image_transport="base64")
     result = client.edit(make_request(), Hooks())
     assert len(result.images) == 1
-    assert sandbox.count("dezgo.image2image") == 4
+    assert sandbox.count("modelslab.img2img") == 1
+    assert sandbox.count("modelslab.fetch") >= 4
 
 
 def test_5xx_after_all_retries_is_provider_failed(sandbox):

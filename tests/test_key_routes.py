@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from comfyui_imgedit.nodes import key_routes  # noqa: E402
 from comfyui_imgedit.nodes.core import keys as keystore  # noqa: E402
+from comfyui_imgedit.nodes.core.services import SERVICES
 
 KEY = "dz-TEST-0123456789abcdef"
 
@@ -48,7 +49,23 @@ def test_get_lists_services_without_keys(tmp_path):
 
     status, body, cache = run(tmp_path, scenario)
     assert status == 200 and cache == "no-store"
-    assert body == {"keys": {"dezgo": False, "modelslab": False, "imagepipeline": False}}
+    assert set(body) == {"keys", "services"}
+    assert body["keys"] == {"dezgo": False, "modelslab": False, "imagepipeline": False}
+
+
+def test_get_gives_the_table_of_services_for_the_web_panel(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSLAB_API_KEY", "env-key-not-real-1234")
+
+    async def scenario(client):
+        return await (await client.get(key_routes.ROUTE)).json()
+
+    rows = {row["service"]: row for row in run(tmp_path, scenario)["services"]}
+    assert list(rows) == list(SERVICES)
+    assert rows["sdapi"] == {"service": "sdapi", "label": "Stable Diffusion API", "node_id": "ImgEditSDAPI",
+                             "key_owner": "modelslab", "key_env": "MODELSLAB_API_KEY", "url_env": "IMGEDIT_SDAPI_URL",
+                             "default_url": "https://stablediffusionapi.com", "has_key": True}
+    assert rows["modelslab"]["has_key"] is True and rows["dezgo"]["has_key"] is False
+    assert "env-key-not-real-1234" not in json.dumps(rows)
 
 
 def test_set_then_get_then_clear(tmp_path):

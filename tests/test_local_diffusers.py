@@ -347,11 +347,15 @@ def test_dtype_and_device_choices(roots):
     assert auto.resolve_device_dtype() == (torch.device("cpu"), torch.float32)
 
 
-def test_preview_hook_gets_small_rgb_frames(roots):
-    frames = []
+def test_preview_hook_gets_each_steps_latents_before_its_progress(roots):
+    """The host gets the raw latents and the family (it previews them with its own decoder for that
+    latent format) right before the step's progress, so it can send both together."""
+    events = []
     provider = LocalDiffusersProvider(lm.resolve_model("tiny-sd", roots), scheduler=EULER)
-    provider.edit(req(steps=10, strength=0.5), Hooks(preview=frames.append))
-    assert len(frames) == 5 and frames[0].shape == (8, 8, 3) and 0 <= float(frames[0].min())
+    hooks = Hooks(preview=lambda latents, family: events.append(("preview", tuple(latents.shape), family)),
+                  progress=lambda done, total, text: events.append(("progress", done, total)))
+    provider.edit(req(steps=10, strength=0.5), hooks)
+    assert events == [e for step in range(1, 6) for e in (("preview", (1, 4, 8, 8), "sd"), ("progress", step, 5))]
 
 
 def test_single_file_inpaint_checkpoint_with_an_ordinary_donor(tmp_path, tiny):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from comfyui_imgedit.nodes.core.providers import local_cache as lc
 from comfyui_imgedit.nodes.core.providers import local_diffusers as ld
-from comfyui_imgedit.nodes.core.providers.local_diffusers import MemoryHooks, MemoryPlan, plan_memory
+from comfyui_imgedit.nodes.core.providers import local_memory as lmem
+from comfyui_imgedit.nodes.core.providers.local_memory import MemoryHooks, MemoryPlan, plan_memory
 from comfyui_imgedit.nodes.core.providers.local_models import ModelSpec
 
 GB = 1024**3
@@ -44,10 +46,10 @@ def test_plan_slices_when_tight_and_offloads_when_short():
 
 
 def test_work_estimate_grows_with_size_and_samples():
-    small = ld.estimate_work_bytes("sd", 1, 512, 512, 2)
-    big = ld.estimate_work_bytes("sd", 2, 1024, 1024, 2)
+    small = lmem.estimate_work_bytes("sd", 1, 512, 512, 2)
+    big = lmem.estimate_work_bytes("sd", 2, 1024, 1024, 2)
     assert big[0] == pytest.approx(8 * small[0], rel=1e-6) and big[1] == 8 * small[1]
-    assert ld.estimate_work_bytes("sd", 1, 512, 512, 2, guidance=False)[0] == pytest.approx(small[0] / 2, rel=1e-6)
+    assert lmem.estimate_work_bytes("sd", 1, 512, 512, 2, guidance=False)[0] == pytest.approx(small[0] / 2, rel=1e-6)
 
 
 class FakeVae:
@@ -79,7 +81,7 @@ class FakePipe:
 
 def _entry(device="cuda"):
     spec = ModelSpec("m", "/nowhere", "folder", "sd")
-    entry = ld._Entry(("k",), spec, torch.float16, torch.device(device))
+    entry = lc.CacheEntry(("k",), spec, torch.float16, torch.device(device))
     entry.model_bytes, entry.largest_bytes = 2 * GB, GB
     return entry
 
@@ -143,7 +145,7 @@ def test_real_pipeline_through_offload_and_slicing_gives_the_same_pixels(tiny_sd
                                          memory=_memory(log, None))
     request = EditRequest("a cat", torch.rand(64, 64, 3), steps=6, strength=0.5, seed=3, samples=2)
     reference = provider.edit(request, Hooks())
-    entry = ld._get_entry(provider.spec, torch.float32, torch.device("cpu"))
+    entry = lc.get_entry(provider.spec, torch.float32, torch.device("cpu"))
     pipe = provider.pipeline()
     provider._place(entry, pipe, 2, 64, 64, True, force=plan)
     placed = provider.edit(request, Hooks())  # a CPU entry runs as is: the placement stays on
@@ -153,3 +155,72 @@ def test_real_pipeline_through_offload_and_slicing_gives_the_same_pixels(tiny_sd
     assert all(p.device.type == "cpu" for p in pipe.unet.parameters())
     again = provider.edit(request, Hooks())
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(reference.images, again.images))
+
+
+# -- the host's record of cached models (ComfyUI: Unload models, POST /free, room for others) --------
+
+def test_a_tracking_host_claims_instead_of_freeing_before_the_move():
+    log = []
+    entry, pipe = _entry(), FakePipe(log)
+    entry.handle = "ticket"
+    memory = _memory(log, 40 * GB)
+    memory.claim = lambda handle, work, weights: log.append(("claim", handle, work > 0, weights))
+    _provider(memory)._run(entry, pipe, {}, 1, 512, 512, True)
+    assert log[0] == ("claim", "ticket", True, 2 * GB) and ("free_memory", "cuda") not in log
+    assert log.index(("to", "cuda")) < log.index("run")
+    log.clear()
+    entry.placement = MemoryPlan("full")  # kept on the GPU since the last run: the weights need nothing more
+    _provider(memory)._run(entry, pipe, {}, 1, 512, 512, True)
+    assert log[0] == ("claim", "ticket", True, 0)
+
+
+def _tracking_memory(tracked, claims):
+    def track(model):
+        tracked.append(model)
+        return f"ticket-{len(tracked)}"
+
+    return MemoryHooks(track=track, claim=lambda handle, work, weights: claims.append(handle))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_the_host_is_told_once_per_load_and_its_release_empties_the_cache(tiny_sd):
+    from comfyui_imgedit.nodes.core.request import EditRequest, Hooks
+
+    ld.clear_cache()
+    tracked, claims = [], []
+    provider = ld.LocalDiffusersProvider(str(tiny_sd), device="cpu", memory=_tracking_memory(tracked, claims))
+    request = EditRequest("a cat", torch.rand(32, 32, 3), steps=4, strength=0.5, seed=1)
+    first = provider.edit(request, Hooks())
+    provider.edit(request, Hooks())
+    assert [(m.name, m.device.type) for m in tracked] == [("tiny-sd", "cpu")] and tracked[0].nbytes > 0
+    assert claims == ["ticket-1", "ticket-1"]  # each run tells the host the model is in use
+    assert ld.cache_stats()["models"] == ["tiny-sd"]
+    tracked[0].release()
+    assert ld.cache_stats()["models"] == [] and ld.cache_stats()["loads"] == 1
+    again = provider.edit(request, Hooks())  # loads afresh, and the host hears of it again
+    assert ld.cache_stats()["loads"] == 2 and len(tracked) == 2 and claims[-1] == "ticket-2"
+    assert torch.allclose(first.images[0], again.images[0], atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_a_release_during_a_run_frees_the_model_when_the_run_ends(tiny_sd):
+    from comfyui_imgedit.nodes.core.request import EditRequest, Hooks
+
+    ld.clear_cache()
+    tracked = []
+    provider = ld.LocalDiffusersProvider(str(tiny_sd), device="cpu", memory=_tracking_memory(tracked, []))
+    entries = []
+
+    def progress(done, total, text):
+        if done == 2:  # the host frees memory from another thread while this run holds the model
+            entry = lc.get_entry(provider.spec, torch.float32, torch.device("cpu"))
+            entries.append(entry)
+            worker = __import__("threading").Thread(target=tracked[0].release)
+            worker.start()
+            worker.join()
+            assert entry.pipes, "freed under the running pipeline"
+
+    out = provider.edit(EditRequest("a cat", torch.rand(32, 32, 3), steps=8, strength=0.5, seed=1),
+                        Hooks(progress=progress))
+    assert out.images[0].shape == (32, 32, 3) and torch.isfinite(out.images[0]).all()
+    assert ld.cache_stats()["models"] == [] and entries[0].pipes == {} and entries[0].handle is None

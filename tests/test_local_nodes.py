@@ -44,6 +44,31 @@ def _fake_io() -> types.ModuleType:
     return io
 
 
+class _FakeModelPatcher:
+    """ComfyUI's ModelPatcher as far as the tickets use it."""
+
+    def __init__(self, model, load_device, offload_device, size=0):
+        self.model, self.load_device, self.offload_device, self.size = model, load_device, offload_device, size
+        self.callbacks = {}
+        self.loaded = 0
+
+    def loaded_size(self):
+        return self.loaded
+
+    def model_size(self):
+        return self.size
+
+    def current_loaded_device(self):
+        return self.load_device
+
+    def add_callback(self, kind, callback):
+        self.callbacks.setdefault(kind, []).append(callback)
+
+    def detach(self, unpatch_all=True):
+        for callback in self.callbacks.get("on_detach_after", []):
+            callback(self, unpatch_all)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread(one_torch_thread):
     yield
@@ -72,12 +97,20 @@ def comfy(monkeypatch, tiny):
     mm.is_device_cpu = lambda d: torch.device(d).type == "cpu"
     mm.should_use_fp16 = lambda d: True
     mm.should_use_bf16 = lambda d: False
+    mm.claims = []  # load_models_gpu calls (the tickets of cached pipelines)
+    mm.load_models_gpu = lambda models, memory_required=0, force_full_load=False: mm.claims.append(
+        (models, memory_required, force_full_load))
+    patcher = types.ModuleType("comfy.model_patcher")
+    patcher.ModelPatcher = _FakeModelPatcher
+    extension = types.ModuleType("comfy.patcher_extension")
+    extension.CallbacksMP = types.SimpleNamespace(ON_DETACH="on_detach_after")
     comfy_pkg = types.ModuleType("comfy")
     comfy_pkg.model_management = mm
     api = types.ModuleType("comfy_api")
     latest = types.ModuleType("comfy_api.latest")
     latest.io = _fake_io()
     for name, module in {"folder_paths": folder_paths, "comfy": comfy_pkg, "comfy.model_management": mm,
+                         "comfy.model_patcher": patcher, "comfy.patcher_extension": extension,
                          "comfy_api": api, "comfy_api.latest": latest, "comfy_api.latest.io": latest.io}.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.delitem(sys.modules, "comfyui_imgedit.nodes.local_nodes", raising=False)
@@ -148,3 +181,57 @@ def test_missing_model_says_where_the_pack_looked(comfy, tmp_path):
     with pytest.raises(InputError, match="no local model is selected"):
         nodes.ImgEditLocalDiffusers.execute(model=nodes.NO_MODEL, scheduler="default", karras_sigmas=False,
                                             dtype="auto", device="auto")
+
+
+def test_cached_pipelines_are_listed_with_comfyuis_models_and_freed_by_it(comfy):
+    """A run lists the pipeline as a ModelPatcher ticket (load_models_gpu, full load); ComfyUI
+    unloading the ticket empties the cache, re-listing it (unpatch_all=False) does not."""
+    from comfyui_imgedit.nodes.core.providers import local_diffusers as ld
+
+    nodes, log, _ = comfy
+    mm = sys.modules["comfy.model_management"]
+    ld.clear_cache()
+    (provider,) = nodes.ImgEditLocalDiffusers.execute(model="tiny-sd", scheduler="EulerDiscreteScheduler",
+                                                      karras_sigmas=False, dtype="auto", device="auto")
+    request = EditRequest("a cat", torch.rand(32, 32, 3), steps=4, strength=0.5, seed=1)
+    provider.edit(request, Hooks())
+    provider.edit(request, Hooks())
+    (ticket,), _, full = mm.claims[0]
+    assert full and [c[0] for c in mm.claims] == [[ticket], [ticket]]
+    assert ticket.load_device == torch.device("cpu") and ticket.size > 1_000_000  # the pipeline's weights
+    assert type(ticket.model).__name__ == "ImgEditDiffusersModel" and not list(ticket.model.parameters())
+    ticket.detach(unpatch_all=False)
+    assert ld.cache_stats()["models"] == ["tiny-sd"]
+    ticket.detach(unpatch_all=True)
+    assert ld.cache_stats()["models"] == [] and log == []
+    # kept alive past its detach (its death would edit ComfyUI's model list mid-walk), until our next call
+    from comfyui_imgedit.nodes import comfy_memory
+
+    assert comfy_memory._UNLOADED == [ticket]
+    provider.edit(request, Hooks())
+    assert ld.cache_stats()["loads"] == 2 and mm.claims[-1][0] != [ticket] and comfy_memory._UNLOADED == []
+
+
+def test_pipelines_stay_on_the_gpu_as_comfyuis_models_do(comfy):
+    nodes, _, _ = comfy
+    mm = sys.modules["comfy.model_management"]
+    hooks = nodes.memory_hooks()
+    for state, kept in [("NORMAL_VRAM", True), ("HIGH_VRAM", True), ("LOW_VRAM", False), ("NO_VRAM", False)]:
+        mm.vram_state = mm.VRAMState[state]
+        assert hooks.keep_on_device() is kept, state
+    mm.vram_state, mm.DISABLE_SMART_MEMORY = mm.VRAMState.NORMAL_VRAM, True
+    assert hooks.keep_on_device() is False
+
+
+def test_a_claim_adds_the_weights_only_where_comfyui_counts_them_loaded_already(comfy):
+    """ComfyUI counts a ticket it does not list as loaded by itself; one it lists as loaded while the
+    weights went back to the CPU (after a --lowvram run) must ask for the weights too."""
+    from comfyui_imgedit.nodes import comfy_memory
+
+    mm = sys.modules["comfy.model_management"]
+    ticket = _FakeModelPatcher(None, torch.device("cuda"), torch.device("cpu"), size=1000)
+    comfy_memory.claim(ticket, 100, 1000)
+    ticket.loaded = 1000
+    comfy_memory.claim(ticket, 100, 1000)
+    comfy_memory.claim(ticket, 100, 0)
+    assert [(required, full) for _, required, full in mm.claims] == [(100, True), (1100, True), (100, True)]

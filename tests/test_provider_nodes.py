@@ -12,9 +12,12 @@ import pytest
 
 pytest.importorskip("comfy_api.latest")
 
+from comfyui_imgedit.nodes import edit_nodes as pn_edit  # noqa: E402
 from comfyui_imgedit.nodes import provider_nodes as pn  # noqa: E402
 from comfyui_imgedit.nodes.core import keys  # noqa: E402
 from comfyui_imgedit.nodes.core.errors import AuthError, InputError  # noqa: E402
+from comfyui_imgedit.nodes.core.request import MAX_SAMPLES  # noqa: E402
+from comfyui_imgedit.nodes.core.services import SERVICES  # noqa: E402
 from comfyui_imgedit.nodes.core.providers import (  # noqa: E402
     DezgoClient,
     ImagePipelineClient,
@@ -69,10 +72,11 @@ def test_modelslab_inputs():
 def test_execute_builds_clients(user_dir, monkeypatch):
     for service in ("dezgo", "modelslab", "imagepipeline"):
         keys.save_key(service, KEY, user_dir)
+    # upscale 2 is refused since issue 10 (paid for, then scaled back): 1 passes through
     out = pn.ImgEditDezgo.execute(model="m", sampler="default", format="webp", deadline_s=60, max_concurrency=2,
-                                  extra='{"upscale": 2}')
+                                  extra='{"upscale": 1}')
     client = out.args[0]
-    assert isinstance(client, DezgoClient) and client.sampler == "" and client.extra == {"upscale": 2}
+    assert isinstance(client, DezgoClient) and client.sampler == "" and client.extra == {"upscale": 1}
     assert client.resolve_key() == KEY  # read from <user dir>/imgedit/keys.json at call time
     out = pn.ImgEditSDAPI.execute(enhance_prompt=False, safety_checker=True, image_transport="upload",
                                   fail_on_nsfw=True, deadline_s=600, max_concurrency=4)
@@ -99,3 +103,26 @@ def test_missing_key_and_bad_extra(user_dir):
     with pytest.raises(InputError):
         pn.ImgEditDezgo.execute(model="", sampler="default", format="png", deadline_s=600, max_concurrency=4,
                                 extra="{not json")
+
+
+def test_node_limits_are_the_table_of_services():
+    nodes = {row.node_id: row for row in SERVICES.values()}
+    assert set(nodes) == {n.__name__ for n in pn.NODES}
+    for node in pn.NODES:
+        row = nodes[node.__name__]
+        inputs = schema_inputs(node)
+        low, default, high = row.deadline_s
+        deadline = inputs["deadline_s"][1]
+        assert (deadline["min"], deadline["default"], deadline["max"]) == (low, default, high)
+        concurrency = inputs["max_concurrency"][1]
+        assert (concurrency["max"], concurrency["default"]) == (row.max_concurrency, row.default_concurrency)
+    edit_inputs = {**pn_edit.ImgEditImg2Img.INPUT_TYPES()["required"]}
+    assert edit_inputs["samples"][1]["max"] == MAX_SAMPLES
+
+
+def test_nsfw_and_seed_tooltips_say_what_the_documents_say():
+    for node, has_flag in ((pn.ImgEditSDAPI, False), (pn.ImgEditImagePipeline, False), (pn.ImgEditModelsLab, True)):
+        tooltip = schema_inputs(node)["fail_on_nsfw"][1]["tooltip"]
+        assert ("no NSFW flag" in tooltip) is (not has_flag), tooltip
+    seed = pn_edit.ImgEditInpaint.INPUT_TYPES()["required"]["seed"][1]["tooltip"]
+    assert "seed + k" in seed and "Dezgo" in seed and "null" in seed

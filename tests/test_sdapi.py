@@ -37,7 +37,7 @@ def test_field_mapping_and_upload_through_modelslab(sandbox):
                     "guidance_scale": 7.5, "strength": 0.6, "seed": 11, "base64": "no"}
     assert "model_id" not in body
     assert any("25 was sent as 21" in w for w in result.warnings)
-    assert len(result.images) == 2 and result.seeds == [11, 11]
+    assert len(result.images) == 2 and result.seeds == [11, None]  # the answer names only the first (issue 10)
     assert all(r.path.startswith("/sdapi/api/v3/fetch/") for r in sandbox.requests_to("sdapi.fetch"))
 
 

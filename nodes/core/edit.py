@@ -27,7 +27,9 @@ import torch
 
 from . import images as img
 from .errors import InputError, ProviderError, ProviderFailed
-from .request import SEED_MAX, Cancelled, EditRequest, EditResult, Hooks, Provider
+from .journal import Journal
+from .paid_calls import paid_edit
+from .request import MAX_SAMPLES, SEED_MAX, Cancelled, EditRequest, EditResult, Hooks, Provider
 
 _WAIT_SLICE_S = 0.2
 
@@ -63,12 +65,15 @@ def run_edit(
     keep_unmasked: bool = True,
     options: Optional[dict[str, Any]] = None,
     hooks: Optional[Hooks] = None,
+    journal: Optional[Journal] = None,
 ) -> EditOutcome:
     """Edit every picture of ``image`` (``[B,H,W,3]``, or ``[H,W,3]``) with ``provider``.
 
     ``mask`` (``[B,H,W]`` or ``[H,W]``, 1 = change) makes it an inpaint; a batch of 1 is broadcast
     against the other side. ``seed`` is the seed of each picture's first sample; sample ``k`` uses
     ``seed + k`` (wrapping at 2**32), so asking for more samples never changes earlier ones.
+    ``journal`` (remote providers, fixed seeds): identical calls come from disk, interrupted jobs
+    are resumed (:mod:`.paid_calls`); None sends every call.
     """
     hooks = hooks or Hooks()
     _check_params(provider, strength, steps, samples, seed)
@@ -82,7 +87,10 @@ def run_edit(
     calls = _plan_calls(provider, images, masks, skipped, prompt=prompt, negative_prompt=negative_prompt,
                         strength=strength, steps=steps, guidance=guidance, seed=seed, samples=samples,
                         options=dict(options or {}))
-    answers = _run_calls(provider, calls, hooks)
+    digests: set[str] = set()
+    answers = _run_calls(provider, calls, hooks, journal, digests)
+    if journal is not None and digests:
+        journal.enforce_caps_now_and_then(keep=digests)
 
     per_item: dict[int, list[torch.Tensor]] = {}
     seeds: dict[int, list[Optional[int]]] = {}
@@ -92,6 +100,7 @@ def run_edit(
         seeds.setdefault(call.item, []).extend(answer.seeds or [None] * len(edited))
         result.job_ids.extend(answer.job_ids)
         result.warnings.extend(w for w in answer.warnings if w not in result.warnings)
+        result.notes.extend(f"picture {call.item}, samples from {call.first_sample}: {note}" for note in answer.notes)
         _merge_metadata(result.metadata, answer.metadata)
 
     outputs = []
@@ -117,6 +126,8 @@ def run_edit(
         "metadata": result.metadata,
         "timings": {"total_s": round(time.monotonic() - started, 3)},
     }
+    if result.notes:
+        info["journal"] = result.notes
     return EditOutcome(images=torch.stack(outputs).clamp_(0.0, 1.0), info=info)
 
 
@@ -139,8 +150,8 @@ def _check_params(provider: Provider, strength: float, steps: int, samples: int,
         raise InputError(f"strength is {strength}; use a value from 0 to 1.")
     if int(steps) < 1:
         raise InputError(f"steps is {steps}; use at least 1.")
-    if not 1 <= int(samples) <= 64:
-        raise InputError(f"samples is {samples}; use 1 to 64.")
+    if not 1 <= int(samples) <= MAX_SAMPLES:
+        raise InputError(f"samples is {samples}; use 1 to {MAX_SAMPLES}.")
     if seed is not None and not 0 <= int(seed) <= SEED_MAX:
         raise InputError(f"seed is {seed}; use 0 to {SEED_MAX}.")
 
@@ -168,10 +179,10 @@ def _plan_calls(provider: Provider, images, masks, skipped, *, seed, samples, op
     for item in range(images.shape[0]):
         if item in skipped:
             continue
-        picture, fit = img.fit_size(images[item], rule.max_edge, rule.multiple, rule.mode)
+        picture, fit = img.fit_size(images[item], rule.max_edge, rule.multiple, rule.mode, rule.min_edge)
         area = None
         if masks is not None:
-            area, _ = img.fit_size(masks[item], rule.max_edge, rule.multiple, rule.mode)
+            area, _ = img.fit_size(masks[item], rule.max_edge, rule.multiple, rule.mode, rule.min_edge)
         for first in range(0, samples, per_call):
             calls.append(_Call(item, first, EditRequest(
                 image=picture, mask=area, samples=min(per_call, samples - first),
@@ -180,7 +191,8 @@ def _plan_calls(provider: Provider, images, masks, skipped, *, seed, samples, op
     return calls
 
 
-def _run_calls(provider: Provider, calls: list[_Call], hooks: Hooks) -> list[EditResult]:
+def _run_calls(provider: Provider, calls: list[_Call], hooks: Hooks, journal: Optional[Journal],
+               digests: set[str]) -> list[EditResult]:
     """Run the calls concurrently (bounded), in order, giving up within ~0.2 s of a Cancel."""
     if not calls:
         return []
@@ -197,7 +209,7 @@ def _run_calls(provider: Provider, calls: list[_Call], hooks: Hooks) -> list[Edi
             context = contextvars.copy_context()
             call_hooks = Hooks(progress=progress.for_call(index), preview=hooks.preview,
                                cancelled=lambda: stop.is_set() or hooks.cancelled())
-            futures.append(pool.submit(context.run, provider.edit, call.request, call_hooks))
+            futures.append(pool.submit(context.run, paid_edit, provider, journal, call.request, call_hooks, digests))
         pending = set(futures)
         while pending:
             hooks.check_cancelled()

@@ -22,9 +22,7 @@ class MissingDependency(ImgEditError, ImportError):
 
 
 class ProviderError(ImgEditError):
-    """A provider could not do the job. ``retryable`` says whether trying again may help."""
-
-    retryable = False
+    """A provider could not do the job."""
 
     def __init__(self, message: str, *, provider: str = "", status: Optional[int] = None):
         super().__init__(message)
@@ -42,8 +40,6 @@ class CreditsError(ProviderError):
 
 class RateLimited(ProviderError):
     """Too many requests; ``retry_after`` is seconds to wait when the provider said so."""
-
-    retryable = True
 
     def __init__(self, message: str, *, retry_after: Optional[float] = None, **kw):
         super().__init__(message, **kw)
@@ -69,12 +65,15 @@ class ContentFiltered(ProviderError):
 class NetworkError(ProviderError):
     """The provider could not be reached (DNS, refused, reset)."""
 
-    retryable = True
-
 
 class DeadlineExceeded(ProviderError):
     """The overall deadline passed; the job may still be running on the provider."""
 
 
 class UncertainOutcome(ProviderError):
-    """A charged request timed out while reading the answer; it was not re-sent (may be billed)."""
+    """A charged request got no usable answer (a read timeout, a dropped connection, HTTP 500/502/504);
+    it was not re-sent because the work may have been done and billed."""
+
+
+class JobUnknown(ProviderError):
+    """A job being resumed (from the journal) is no longer known to the service."""

@@ -196,8 +196,9 @@ class SizeFit:
     """How :func:`fit_size` changed a picture, so :func:`undo_fit` can reverse it.
 
     ``original_*``: size before; ``height``/``width``: size after (including padding);
-    ``pad_bottom``/``pad_right``: replicated rows/columns added (mode "pad" only). The resized
-    size before padding is ``(height - pad_bottom, width - pad_right)``.
+    ``pad_bottom``/``pad_right``: replicated rows/columns added (mode "pad", or "resize" when the
+    aspect ratio fits no size in the window). The resized size before padding is
+    ``(height - pad_bottom, width - pad_right)``.
     """
 
     original_height: int
@@ -250,20 +251,29 @@ def _round_to_multiple(x: float, multiple: int, limit: Optional[int]) -> int:
     return side
 
 
-def _scaled_size(h: int, w: int, max_edge: Optional[int]) -> tuple[float, float]:
-    if max_edge is None or max(h, w) <= max_edge:
-        return float(h), float(w)
-    scale = max_edge / max(h, w)
-    return h * scale, w * scale
+def _window_scale(h: int, w: int, max_edge: Optional[int], min_edge: Optional[int]) -> float:
+    """Scale that brings the longest edge to at most ``max_edge`` and, where that leaves room, the
+    shortest to at least ``min_edge`` (never scaled up beyond what the minimum needs)."""
+    longest, shortest = max(h, w), min(h, w)
+    scale = 1.0 if max_edge is None or longest <= max_edge else max_edge / longest
+    if min_edge is not None and shortest * scale < min_edge:
+        up = min_edge / shortest
+        if max_edge is None or longest * up <= max_edge:
+            scale = up
+    return scale
 
 
-def fit_size(t: torch.Tensor, max_edge: Optional[int], multiple: int = 8, mode: str = "resize"):
+def fit_size(t: torch.Tensor, max_edge: Optional[int], multiple: int = 8, mode: str = "resize",
+             min_edge: Optional[int] = None):
     """Fit a picture or mask to a provider's size rule. Returns ``(fitted, SizeFit)``.
 
     ``t``: image ``[H,W,C]``/``[B,H,W,C]`` or mask ``[H,W]``/``[B,H,W]`` (see :func:`_layout`).
 
-    * "resize": scale so the longest edge is <= ``max_edge`` (never up), then round each side to
-      the nearest multiple of ``multiple`` (at least ``multiple``). Aspect may change by < 1 step.
+    * "resize": scale into the window (longest edge <= ``max_edge``, shortest >= ``min_edge``;
+      never up unless the minimum needs it), then round each side to the nearest multiple of
+      ``multiple`` (at least ``multiple``); aspect may change by < 1 step. Where the aspect ratio
+      allows no such size (1000x120 into 256..1024) the short side is padded (bottom/right,
+      replicated edge pixels) up to ``min_edge``; :func:`undo_fit` removes it.
     * "pad": if the longest edge exceeds ``max_edge``, resize first (no rounding); then pad
       right/bottom with replicated edge pixels up to the next multiple. Pixels are untouched.
 
@@ -279,18 +289,20 @@ def fit_size(t: torch.Tensor, max_edge: Optional[int], multiple: int = 8, mode: 
         if max_edge < multiple:
             raise InputError(f"max_edge is {max_edge}; use at least {multiple} (the size multiple).")
     h, w = _hw(t)
-    sh, sw = _scaled_size(h, w, max_edge)
+    scale = _window_scale(h, w, max_edge, None if min_edge is None else int(min_edge))
+    sh, sw = h * scale, w * scale
     if mode == "resize":
-        fh, fw = _round_to_multiple(sh, multiple, max_edge), _round_to_multiple(sw, multiple, max_edge)
-        fit = SizeFit(h, w, fh, fw, "resize")
-        return (t if not fit.changed else _resize_any(t, fh, fw)), fit
-
-    rh, rw = max(1, int(round(sh))), max(1, int(round(sw)))
-    pad_b, pad_r = (-rh) % multiple, (-rw) % multiple
-    fit = SizeFit(h, w, rh + pad_b, rw + pad_r, "pad", pad_b, pad_r)
+        rh, rw = _round_to_multiple(sh, multiple, max_edge), _round_to_multiple(sw, multiple, max_edge)
+        floor = 0 if min_edge is None else -(-int(min_edge) // multiple) * multiple
+        pad_b, pad_r = max(0, floor - rh), max(0, floor - rw)
+    else:
+        rh, rw = max(1, int(round(sh))), max(1, int(round(sw)))
+        pad_b, pad_r = (-rh) % multiple, (-rw) % multiple
+    fit = SizeFit(h, w, rh + pad_b, rw + pad_r, mode, pad_b, pad_r)
     if not fit.changed:
         return t, fit
-    return _pad_replicate(_resize_any(t, rh, rw), pad_b, pad_r), fit
+    resized = t if (rh, rw) == (h, w) else _resize_any(t, rh, rw)
+    return _pad_replicate(resized, pad_b, pad_r), fit
 
 
 def _pad_replicate(t: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
@@ -308,13 +320,13 @@ def _pad_replicate(t: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
 def undo_fit(t: torch.Tensor, fit: SizeFit) -> torch.Tensor:
     """Inverse of :func:`fit_size`: back to ``fit.original_*`` size.
 
-    "pad": crop the padding off (bit-exact; a view) then undo any resize. "resize": resize back.
+    Crop any padding off (bit-exact; a view), then undo any resize.
     A ``t`` of another size than ``fit.height x fit.width`` (a provider that ignored the size) is
     first resized to it. Nothing to undo -> ``t`` itself.
     """
     if _hw(t) != (fit.height, fit.width):
         t = _resize_any(t, fit.height, fit.width)
-    if fit.mode == "pad" and (fit.pad_bottom or fit.pad_right):
+    if fit.pad_bottom or fit.pad_right:
         rh, rw = fit.resized
         t = t[..., :rh, :rw, :] if _layout(t) == "image" else t[..., :rh, :rw]
     if _hw(t) != (fit.original_height, fit.original_width):

@@ -1,41 +1,28 @@
 """Server-side API keys: resolved from the environment or a key file, never from a node input.
 
-Order: the environment variable in :data:`KEY_ENV`, then ``<user_dir>/imgedit/keys.json`` (ComfyUI's
-user directory; the file is written atomically with 0600 permissions). A key is never returned to
+Order: the environment variable of the service's row in :mod:`.services`, then
+``<user_dir>/imgedit/keys.json`` (ComfyUI's user directory; written atomically, mode 0600). A key is never returned to
 a browser, printed, logged or put in an error: :func:`redact` scrubs any text that might carry one.
 
-Stable Diffusion API v3 is ModelsLab's older brand and uses the ModelsLab key (same vendor), so
-``resolve_key("sdapi")`` reads ``MODELSLAB_API_KEY``.
+Stable Diffusion API v3 is ModelsLab's older brand and uses the ModelsLab key (same vendor; its
+row's ``key_owner``), so ``resolve_key("sdapi")`` reads ``MODELSLAB_API_KEY``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import quote, quote_plus
 
 from .errors import AuthError, InputError
-
-KEY_ENV = {
-    "dezgo": "DEZGO_API_KEY",
-    "modelslab": "MODELSLAB_API_KEY",
-    "imagepipeline": "IMAGEPIPELINE_API_KEY",
-}
-
-#: Services that share another service's key (same vendor).
-KEY_ALIASES = {"sdapi": "modelslab"}
+from .files import atomic_write
+from .services import KEY_ALIASES, KEY_ENV, SERVICES
 
 #: Human names for messages.
-SERVICE_LABELS = {
-    "dezgo": "Dezgo",
-    "modelslab": "ModelsLab",
-    "sdapi": "Stable Diffusion API",
-    "imagepipeline": "ImagePipeline",
-}
+SERVICE_LABELS = {name: row.label for name, row in SERVICES.items()}
 
 KEY_FILE_NAME = "keys.json"
 KEY_DIR_NAME = "imgedit"
@@ -89,28 +76,7 @@ def _write_file(user_dir: PathLike, data: dict[str, str]) -> None:
         os.chmod(path.parent, 0o700)
     except OSError:
         pass
-    fd, tmp = tempfile.mkstemp(prefix=".keys-", suffix=".tmp", dir=str(path.parent))
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-        except (AttributeError, OSError):  # pragma: no cover - Windows
-            pass
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        try:
-            os.chmod(path, 0o600)
-        except OSError:  # pragma: no cover
-            pass
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"), mode=0o600)
 
 
 def _clean_key(key: str) -> str:

@@ -11,14 +11,16 @@ Tensors follow ComfyUI's conventions:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import torch
+if TYPE_CHECKING:  # annotations only: the table of services imports this module without torch
+    import torch
 
 # Seeds are unsigned 32-bit for every provider that documents a range (Dezgo: 0..4294967295).
 SEED_MAX = 2**32 - 1
+#: Most samples one edit makes of each picture (split into calls of ``max_samples_per_call``).
+MAX_SAMPLES = 64
 
 
 @dataclass(frozen=True)
@@ -51,16 +53,13 @@ class EditRequest:
         """(width, height) of the image."""
         return int(self.image.shape[1]), int(self.image.shape[0])
 
-    def replace(self, **changes: Any) -> "EditRequest":
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass
 class EditResult:
     """What one provider call (or a whole merged run) produced.
 
     ``images`` are ``[H, W, 3]`` float32 0..1 RGB tensors, one per sample; ``seeds[i]`` is the seed
-    that made ``images[i]`` (None when the provider did not say).
+    that made ``images[i]`` as the provider reported it (None when it did not say).
     """
 
     images: list[torch.Tensor] = field(default_factory=list)
@@ -68,14 +67,8 @@ class EditResult:
     job_ids: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-
-    def extend(self, other: "EditResult") -> None:
-        self.images.extend(other.images)
-        self.seeds.extend(other.seeds)
-        self.job_ids.extend(other.job_ids)
-        self.warnings.extend(w for w in other.warnings if w not in self.warnings)
-        for key, value in other.metadata.items():
-            self.metadata.setdefault(key, value)
+    #: what the journal did for this call ("result from the journal...", "resumed job ...")
+    notes: list[str] = field(default_factory=list)
 
 
 class Cancelled(Exception):
@@ -90,12 +83,21 @@ class Hooks:
       ("queued, 12 s elapsed, ~8 s left") or "" for plain step progress.
     - ``cancelled()``: True once the user asked to stop. Core code checks it at least every
       0.2 s while waiting and at every denoising step, then raises :class:`Cancelled`.
-    - ``preview(image)``: optional, an in-progress ``[H, W, 3]`` tensor for local pipelines.
+    - ``preview(latents, family)``: optional, for local pipelines: the latents ``[B, C, h, w]``
+      of the denoising step about to be reported through ``progress`` (model space, as the
+      sampler holds them, on the run's device) and the model family ("sd", "sdxl"), so the host
+      can show them with its own previewer for that latent format, attached to that step.
+    - ``resume_job``: a job id a queued-job client polls instead of submitting (set by the journal,
+      :mod:`nodes.core.paid_calls`); unknown to the service -> :class:`~.errors.JobUnknown`.
+    - ``job_submitted(job_id)``: called by a queued-job client as soon as the service gave the job's
+      id, so the journal can resume it after a Cancel or a crash.
     """
 
     progress: Callable[[int, int, str], None] = lambda done, total, text: None
     cancelled: Callable[[], bool] = lambda: False
-    preview: Optional[Callable[[torch.Tensor], None]] = None
+    preview: Optional[Callable[[torch.Tensor, str], None]] = None
+    resume_job: Optional[str] = None
+    job_submitted: Callable[[str], None] = lambda job_id: None
 
     def check_cancelled(self) -> None:
         if self.cancelled():
@@ -106,14 +108,16 @@ class Hooks:
 class SizeRule:
     """How a provider wants picture sizes before it sees them.
 
-    ``mode`` "resize": scale so the longest edge is at most ``max_edge`` and both sides are
-    multiples of ``multiple`` (remote services); "pad": keep the pixels, pad right/bottom up to a
-    multiple (local pipelines, so the output is cropped back exactly).
+    ``mode`` "resize": scale into the window (longest edge at most ``max_edge``, shortest at
+    least ``min_edge``) with both sides multiples of ``multiple`` (remote services); where the
+    aspect ratio fits no such size the short side is padded. "pad": keep the pixels, pad
+    right/bottom up to a multiple (local pipelines, so the output is cropped back exactly).
     """
 
     max_edge: Optional[int] = 1024
     multiple: int = 8
     mode: str = "resize"
+    min_edge: Optional[int] = None
 
 
 class Provider:
@@ -137,3 +141,9 @@ class Provider:
     def describe(self) -> dict[str, Any]:
         """Non-secret facts for the ``info`` output (never a key)."""
         return {"provider": self.name}
+
+    def call_identity(self, request: EditRequest) -> Optional[dict[str, Any]]:
+        """What identifies a paid call for the journal: ``{"endpoint": url, "fields": body}`` with
+        every body field except the key and the pictures (the journal hashes the pictures itself);
+        None for providers that are not paid per call (the local runner)."""
+        return None

@@ -6,6 +6,7 @@ Standard library only (urllib), so it runs in any Python that runs pytest:
   group with a private base directory (custom_nodes, input, output, user, temp) and always stops it;
 * :class:`ComfyClient` wraps the HTTP API: ``/object_info``, ``/prompt``, ``/history/{id}``, ``/view``,
   ``/upload/image``, ``/settings``;
+* :class:`ComfySocket` listens on ``/ws`` (JSON messages and binary preview frames);
 * :func:`ui_to_api` converts a UI-format workflow (what the frontend saves) into the API format
   ``/prompt`` takes, using ``/object_info`` for each node's widget order;
 * :func:`import_times` parses ComfyUI's "Import times for custom nodes" block.
@@ -13,6 +14,7 @@ Standard library only (urllib), so it runs in any Python that runs pytest:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib.util
 import json
@@ -21,7 +23,9 @@ import re
 import signal
 import socket
 import subprocess
+import struct
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -145,6 +149,10 @@ class ComfyClient:
                 found.append({**image, "node": node_id})
         return found
 
+    def socket(self) -> "ComfySocket":
+        """Listen on ``/ws`` as this client (previews of its prompts come only to it)."""
+        return ComfySocket(self.base_url, self.client_id)
+
     def upload_image(self, path: Path, name: Optional[str] = None, overwrite: bool = True) -> str:
         """POST ``/upload/image`` (multipart) and return the name ComfyUI stored it under."""
         boundary = uuid.uuid4().hex
@@ -161,6 +169,91 @@ class ComfyClient:
         if status != 200:
             raise ComfyError(f"/upload/image -> HTTP {status}: {data[:300]!r}")
         return json.loads(data)["name"]
+
+
+class ComfySocket:
+    """A listener on ComfyUI's ``/ws?clientId=...`` (RFC 6455 client, standard library only).
+
+    A thread collects every message: :attr:`messages` the JSON ones, :attr:`binary` the binary
+    frames (``>I`` event type + payload; 1 is a preview image: ``>I`` image type, 1 = JPEG, then
+    the image). Use as a context manager; it closes the connection on exit.
+    """
+
+    PREVIEW_IMAGE = 1
+
+    def __init__(self, base_url: str, client_id: str, timeout: float = 10.0):
+        url = urllib.parse.urlparse(base_url)
+        self.sock = socket.create_connection((url.hostname, url.port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise ComfyError("ComfyUI closed /ws during the handshake")
+            head += chunk
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ComfyError(f"/ws refused the upgrade: {head[:200]!r}")
+        self.sock.settimeout(None)
+        self.messages: list[dict] = []
+        self.binary: list[tuple[int, bytes]] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read_all, name="comfy-ws", daemon=True)
+        self._reader.start()
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def _read_all(self) -> None:
+        try:
+            while True:
+                first, second = self._exact(2)
+                opcode, length = first & 0x0F, second & 0x7F
+                if length == 126:
+                    (length,) = struct.unpack(">H", self._exact(2))
+                elif length == 127:
+                    (length,) = struct.unpack(">Q", self._exact(8))
+                payload = self._exact(length)  # server frames are never masked
+                with self._lock:
+                    if opcode == 1:
+                        self.messages.append(json.loads(payload))
+                    elif opcode == 2:
+                        self.binary.append((struct.unpack(">I", payload[:4])[0], payload[4:]))
+                    elif opcode == 8:
+                        return
+        except (OSError, EOFError, ValueError):
+            return
+
+    def previews(self) -> list[bytes]:
+        """The images of the preview frames received so far (JPEG or PNG bytes, image type dropped)."""
+        with self._lock:
+            return [data[4:] for kind, data in self.binary if kind == self.PREVIEW_IMAGE]
+
+    def of_type(self, kind: str) -> list[dict]:
+        with self._lock:
+            return [m.get("data", {}) for m in self.messages if m.get("type") == kind]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"\x88\x80" + os.urandom(4))  # a masked, empty close frame
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._reader.join(timeout=5)
+
+    def __enter__(self) -> "ComfySocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -499,6 +592,7 @@ def _start_sandbox(key: str):
     except Exception:
         return None, {}
     sandbox = SandboxServer(key=key)
+    sandbox.size_window = True  # ModelsLab's documented 256-1024 rule: crops must be fitted into it
     sandbox.__enter__()
     environ = sandbox.environ() if hasattr(sandbox, "environ") else {}
     return sandbox, {k: v for k, v in environ.items() if k.startswith("IMGEDIT_")}
@@ -530,7 +624,9 @@ def comfy_session(work: Path, comfy_dir: Path, python: Optional[str] = None, tes
     env.update({name: test_key for name in KEY_ENV})
     env.update(sandbox_env)
     server = ComfyServer(comfy_dir, base, python=python, env=env,
-                         extra_args=["--extra-model-paths-config", str(config), *extra_args])
+                         # step previews as the frontend gets them (latent2rgb: cheap, no TAESD files)
+                         extra_args=["--extra-model-paths-config", str(config), "--preview-method", "latent2rgb",
+                                     *extra_args])
     try:
         server.start()
         client = server.client(timeout=120)

@@ -225,3 +225,39 @@ def test_remote_nodes_are_marked_as_paid(comfy, browser, tmp_path):
                            f"{APP}.canvas.setDirty(true, true);")
     time.sleep(1.0)
     shot(browser, tmp_path, "workflow_remote.png")
+
+
+def _journal_status(driver, wanted: str):
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        field = driver.find_element(By.CSS_SELECTOR, ".imgedit-journal-setting")
+        status = field.find_element(By.CSS_SELECTOR, ".imgedit-journal-status").text
+        if status.startswith(wanted):
+            return field, status
+        time.sleep(0.2)
+    raise AssertionError(f"the journal switch never said {wanted!r}; it says {status!r}")
+
+
+def test_turn_the_journal_off_and_on_in_settings(comfy, browser):
+    from selenium.webdriver.common.by import By
+
+    settings = comfy.server.user_dir / "imgedit" / "settings.json"
+    open_imgedit_settings(browser)
+    field, status = _journal_status(browser, "On:")
+    assert "user/imgedit/journal" in status.replace("\\", "/")
+    box = field.find_element(By.CSS_SELECTOR, ".imgedit-journal-toggle")
+    assert box.is_selected()
+    box.click()
+    _journal_status(browser, "Off:")
+    assert json.loads(settings.read_text()) == {"journal": False}
+    assert comfy.client.get_json("/imgedit/journal")["enabled"] is False
+    # a fresh page shows the server's state, and switching it on again writes it back
+    open_page(browser, comfy.server.url)
+    open_imgedit_settings(browser)
+    field, _ = _journal_status(browser, "Off:")
+    field.find_element(By.CSS_SELECTOR, ".imgedit-journal-toggle").click()
+    _journal_status(browser, "On:")
+    assert json.loads(settings.read_text()) == {"journal": True}
+    close_dialogs(browser)

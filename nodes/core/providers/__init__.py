@@ -5,8 +5,9 @@
 - :class:`ModelsLabClient` — ModelsLab v6 community models, queued jobs.
 - :class:`ImagePipelineClient` — ImagePipeline legacy API, queued jobs.
 
-Keys are resolved at call time (:mod:`nodes.core.keys`); hosts come from ``IMGEDIT_*_URL``
-(:mod:`.http`). Nothing here imports ComfyUI.
+Each names its row of the table of services (:mod:`nodes.core.services`: label, key and host
+variables, limits). Keys are resolved at call time (:mod:`nodes.core.keys`); hosts come from
+``IMGEDIT_*_URL`` (:mod:`.urls`); :mod:`.http` is the HTTP layer. Nothing here imports ComfyUI.
 """
 
 from .dezgo import DezgoClient

@@ -17,7 +17,8 @@ from typing import Any, Callable, Mapping, Optional
 
 from .. import keys
 from ..errors import InputError
-from ..request import EditRequest, Provider, SizeRule
+from ..request import EditRequest, Provider
+from ..services import SERVICES
 from .http import ProviderHttp
 
 Validator = Callable[[str, Any], Any]
@@ -151,18 +152,28 @@ def parse_extra(extra: Any) -> dict[str, Any]:
 
 
 class RemoteProvider(Provider):
-    """Base of the remote clients. Never stores a key: it is resolved at call time."""
+    """Base of the remote clients. Never stores a key: it is resolved at call time.
 
-    service = "remote"  # URL env + error labels
-    key_service = "remote"  # keys.resolve_key name
-    label = "remote"
+    A subclass names its row of :data:`..services.SERVICES` in ``service``; its label, key,
+    samples per call, concurrency limit, deadline range and size window come from that row.
+    """
+
+    service = ""
     remote = True
-    size_rule = SizeRule(max_edge=1024, multiple=8, mode="resize")
     #: documented parameters reachable through ``extra`` (and the explicit options), name -> validator
     PARAMS: dict[str, Validator] = {}
     #: extra fields refused for this provider (on top of :data:`ALWAYS_FORBIDDEN`)
     FORBIDDEN: frozenset = frozenset()
-    MAX_CONCURRENCY = 16
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        row = SERVICES.get(cls.__dict__.get("service", ""))
+        if row is not None:
+            cls.row = row
+            cls.name = cls.key_service = row.name
+            cls.label = row.label
+            cls.size_rule = row.size
+            cls.max_samples_per_call = row.samples_per_call
 
     def __init__(
         self,
@@ -175,8 +186,9 @@ class RemoteProvider(Provider):
         http: Optional[ProviderHttp] = None,
     ):
         self._user_dir = None if user_dir is None else str(user_dir)
-        self.deadline_s = float(v_float(1, 24 * 3600)("deadline_s", deadline_s))
-        self.max_concurrency = int(v_int(1, self.MAX_CONCURRENCY)("max_concurrency", max_concurrency))
+        low, _, high = self.row.deadline_s
+        self.deadline_s = float(v_float(low, high)("deadline_s", deadline_s))
+        self.max_concurrency = int(v_int(1, self.row.max_concurrency)("max_concurrency", max_concurrency))
         self.fail_on_nsfw = bool(fail_on_nsfw)
         self.extra, self.option_warnings = self.validate_extra(extra)
         self.http = http or ProviderHttp(self.service)

@@ -14,9 +14,10 @@ from typing import Any
 
 from ..errors import InputError
 from ..request import EditRequest, EditResult, Hooks
-from .base import RemoteProvider, mask_png, png_bytes, v_choice, v_float, v_int, v_text
-from .http import body_message, error_for
-from .jobs import decode_result, looks_like_image, to_float, to_int
+from .base import RemoteProvider, clamp_to_range, mask_png, png_bytes, v_choice, v_float, v_text
+from .http_errors import body_message, error_for
+from .jobs import to_float, to_int
+from .outputs import decode_result, looks_like_image
 
 #: Samplers seen in Dezgo clients ([O] in PROVIDERS.md); "" = Dezgo's default. Others pass via extra.
 SAMPLERS = ("ddim", "dpm", "dpm_single", "dpmpp_2m_karras", "euler", "euler_a", "k_lms", "pndm")
@@ -25,19 +26,30 @@ IMG2IMG_PATH = "/image2image"
 INPAINT_PATH = "/inpainting"
 
 
+#: Ranges from Dezgo's API page as quoted by two clients ([O] in PROVIDERS.md §1).
+STEPS_RANGE = (10, 150)
+GUIDANCE_RANGE = (-20.0, 20.0)
+
+
+def v_upscale(name: str, value: Any) -> Any:
+    """Only 1: Dezgo bills ``upscale=2`` extra and the edit node brings every result back to the
+    input size, so the doubled pixels would be paid for and thrown away."""
+    if value in (1, "1"):
+        return 1
+    raise InputError(f"{name} is {value!r}; Dezgo's upscale=2 is billed extra and its result would be scaled "
+                     f"back to the input size, so it is refused: leave it out and put an upscale node (e.g. "
+                     f"'Upscale Image (using Model)') after the edit.")
+
+
 class DezgoClient(RemoteProvider):
     """Dezgo image2image / inpainting (one sample per call)."""
 
-    name = "dezgo"
     service = "dezgo"
-    key_service = "dezgo"
-    label = "Dezgo"
-    max_samples_per_call = 1
     PARAMS = {
         "model": v_text(200),
         "sampler": v_text(100),
         "format": v_choice(*FORMATS),
-        "upscale": v_int(1, 2),
+        "upscale": v_upscale,
     }
 
     def __init__(self, *, model: str = "", sampler: str = "", format: str = "png",
@@ -61,11 +73,13 @@ class DezgoClient(RemoteProvider):
     def form_fields(self, request: EditRequest) -> tuple[dict[str, str], list[str]]:
         """The non-file form fields for ``request`` (strings, as multipart sends them)."""
         options, warnings = self.merged_options(request)
+        steps = clamp_to_range(int(request.steps), *STEPS_RANGE, "steps", self.label, warnings)
+        guidance = clamp_to_range(float(request.guidance), *GUIDANCE_RANGE, "guidance", self.label, warnings)
         fields: dict[str, Any] = {
             "prompt": request.prompt,
             "strength": f"{float(request.strength):g}",
-            "steps": str(int(request.steps)),
-            "guidance": f"{float(request.guidance):g}",
+            "steps": str(int(steps)),
+            "guidance": f"{guidance:g}",
             "format": self.format,
         }
         if request.negative_prompt:
@@ -88,6 +102,10 @@ class DezgoClient(RemoteProvider):
         if request.samples != 1:
             raise InputError("Dezgo makes one image per call; the edit node splits samples into calls.")
         return fields, warnings
+
+    def call_identity(self, request: EditRequest) -> dict[str, Any]:
+        path = INPAINT_PATH if request.is_inpaint else IMG2IMG_PATH
+        return {"endpoint": self.http.url(path), "fields": self.form_fields(request)[0]}
 
     def edit(self, request: EditRequest, hooks: Hooks) -> EditResult:
         fields, warnings = self.form_fields(request)

@@ -18,7 +18,9 @@ from ..errors import InputError, ProviderFailed
 from ..request import EditRequest, EditResult, Hooks
 from .base import RemoteProvider, clamp_to_range, data_uri, mask_png, png_bytes, v_bool, v_text, v_url
 from .http import HttpCall
-from .jobs import JobState, collect_images, job_check, poll
+from .jobs import JobState, job_check, poll, sample_seeds, submit
+from .outputs import collect_images
+from .resume import submit_or_resume
 
 FAMILIES = ("sdxl", "sd")
 DEFAULT_MODEL = {"sdxl": "sdxl", "sd": "sd1.5"}
@@ -33,11 +35,7 @@ PATHS = {
 class ImagePipelineClient(RemoteProvider):
     """ImagePipeline legacy img2img / inpainting (1-4 samples per call)."""
 
-    name = "imagepipeline"
     service = "imagepipeline"
-    key_service = "imagepipeline"
-    label = "ImagePipeline"
-    max_samples_per_call = 4
     PARAMS = {
         "model_id": v_text(200),
         "refiner": v_bool,
@@ -123,6 +121,13 @@ class ImagePipelineClient(RemoteProvider):
         body.update(options)
         return body, warnings
 
+    def call_identity(self, request: EditRequest) -> dict[str, Any]:
+        body = self.build_payload(request)[0]
+        for name in ("init_image", "mask_image"):  # data: URIs of the pictures, which the journal hashes itself
+            if str(body.get(name, "")).startswith("data:"):
+                del body[name]
+        return {"endpoint": self.http.url(self.path(request)), "fields": body}
+
     def status_url(self, request: EditRequest, job: JobState) -> str:
         if not job.job_id:
             raise ProviderFailed("ImagePipeline queued the job without an id to ask its status by.",
@@ -139,20 +144,19 @@ class ImagePipelineClient(RemoteProvider):
         body, warnings = self.build_payload(request)
         key = self.resolve_key()
         with self.http.open(hooks, self.deadline_s, [key]) as call:
-            box: dict = {}
-            call.request("POST", self.http.url(self.path(request)), json=body, headers={"API-Key": key},
-                         idempotent=False, check=job_check(call, box),
-                         progress_text=lambda elapsed: f"ImagePipeline: submitting, {elapsed:.0f} s elapsed")
-            job = box["job"]
-            call.job_id = job.job_id
-            job = poll(call, job, lambda current: self.fetch(call, key, request, current))
+            def send() -> JobState:
+                return submit(call, self.http.url(self.path(request)), body, headers={"API-Key": key},
+                              progress_text=lambda elapsed: f"ImagePipeline: submitting, {elapsed:.0f} s elapsed")
+
+            fetch = lambda current: self.fetch(call, key, request, current)  # noqa: E731
+            job = poll(call, submit_or_resume(call, send, fetch), fetch)
             pictures, notes = collect_images(call, job, samples=request.samples, size=request.size,
                                              fail_on_nsfw=self.fail_on_nsfw)
             warnings.extend(n for n in notes if n not in warnings)
             call.progress("ImagePipeline: done", done=True)
             return EditResult(
                 images=pictures,
-                seeds=[job.seed if job.seed is not None else request.seed] * len(pictures),
+                seeds=sample_seeds(job, request.seed, len(pictures)),
                 job_ids=[job.job_id] if job.job_id else [],
                 metadata={},
                 warnings=[call.redact(w) for w in warnings],

@@ -6,25 +6,22 @@ Their answers drift: ``message`` / ``messege``, ``output`` as ``""`` or a list, 
 :class:`JobState`; the body's ``status`` decides success, never only the HTTP code.
 
 :func:`poll` waits about ``eta`` (bounded 0.2-10 s, growing when no eta is given or the eta keeps
-being wrong) and fetches until the job is terminal or the deadline passes. :func:`collect_images`
-downloads the outputs (no key; 403/404 = not ready yet), decodes inline base64 and data: URIs,
-checks the NSFW flags and returns RGB tensors of the request's size.
+being wrong) and fetches until the job is terminal or the deadline passes. The outputs are
+collected by :mod:`.outputs`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import requests
 
-from ..errors import ContentFiltered, ProviderError, ProviderFailed
-from .http import HttpCall, NotReady, body_message, error_for, _retry_after_from
+from ..errors import ProviderError
+from .http import HttpCall
+from .http_errors import body_message, error_for, retry_after_from
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +104,14 @@ class JobState:
     fields: dict[str, str] = field(default_factory=dict)
     nsfw: list[bool] = field(default_factory=list)
     seed: Optional[int] = None
+    #: every sample's seed, when the answer lists them (``meta.seed`` / ``meta.seeds`` as a list)
+    seeds: list[Optional[int]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     retry_after: Optional[float] = None
     raw_status: str = ""
     generation_time: Optional[float] = None
+    #: when a fetch first answered 404 (ModelsLab: "not ready yet" for a bounded time)
+    not_found_since: Optional[float] = None
 
     @property
     def terminal(self) -> bool:
@@ -152,9 +153,7 @@ def parse_job(body: Any) -> JobState:
     else:
         state = "error"
     eta = to_float(body.get("eta", body.get("estimated_time_seconds")))
-    seed = to_int(meta.get("seed")) if meta else None
-    if seed is None:
-        seed = to_int(body.get("seed"))
+    seeds = _seed_list(meta, body)
     return JobState(
         state=state,
         job_id=job_id,
@@ -165,17 +164,43 @@ def parse_job(body: Any) -> JobState:
         message=message,
         fields=fields,
         nsfw=_flags(body.get("nsfw_content_detected", body.get("nsfw"))),
-        seed=seed,
+        seed=seeds[0] if seeds else None,
+        seeds=seeds if len(seeds) > 1 else [],
         meta=meta,
-        retry_after=_retry_after_from(None, body),
+        retry_after=retry_after_from(None, body),
         raw_status=raw_status,
         generation_time=to_float(body.get("generationTime", body.get("generation_time"))),
     )
 
 
+def _seed_list(meta: dict, body: dict) -> list[Optional[int]]:
+    """The seeds an answer gives: one (``meta.seed`` / ``seed``) or a list (``seeds`` or a list ``seed``)."""
+    for source in (meta, body):
+        for name in ("seeds", "seed"):
+            value = source.get(name)
+            if isinstance(value, (list, tuple)) and value:
+                return [to_int(v) for v in value]
+            if to_int(value) is not None:
+                return [to_int(value)]
+    return []
+
+
+def sample_seeds(job: JobState, sent: Optional[int], samples: int) -> list[Optional[int]]:
+    """Each sample's seed as the service reported it. Where it names only the first (or none: then
+    the seed that was sent), the others are None: these services make all samples of a call from
+    one seed and do not document how, so "sample k uses seed + k" cannot be promised."""
+    if len(job.seeds) >= samples:
+        return list(job.seeds[:samples])
+    first = job.seed if job.seed is not None else sent
+    return [first] + [None] * (samples - 1)
+
+
 def job_error(service: str, job: JobState, status: Optional[int] = None) -> ProviderError:
-    return error_for(service, job.message or job.raw_status or "no message", status=status, fields=job.fields,
-                     retry_after=job.retry_after, state=job.state, job_id=job.job_id)
+    """``job_failed``: the service's own verdict (the journal records the call failed, not running)."""
+    error = error_for(service, job.message or job.raw_status or "no message", status=status, fields=job.fields,
+                      retry_after=job.retry_after, state=job.state, job_id=job.job_id)
+    error.job_failed = True
+    return error
 
 
 def job_check(call: HttpCall, box: dict) -> Callable[[requests.Response], None]:
@@ -254,141 +279,15 @@ def poll(
     return job
 
 
-# --------------------------------------------------------------------------------------------
-# Outputs
-
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
-
-
-def looks_like_image(data: bytes) -> bool:
-    return data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
-
-
-def _b64(text: str) -> Optional[bytes]:
-    text = text.strip()
-    if text.startswith("data:"):
-        head, _, text = text.partition(",")
-        if ";base64" not in head:
-            return None
-    text = "".join(text.split())
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def output_bytes(call: HttpCall, item: str) -> bytes:
-    """Image bytes from one output entry: a URL (downloaded without key, waiting while it answers
-    403/404), a data: URI, or inline base64 (a URL whose body is base64 text also works)."""
-    item = item.strip()
-    if item.startswith("data:") or "://" not in item[:16]:
-        data = _b64(item)
-        if data and looks_like_image(data):
-            return data
-        raise ProviderFailed(f"{call.label} returned an output that is neither a link nor an image.",
-                             provider=call.service)
-    waited_since: Optional[float] = None
-    pause = 0.5
-    while True:
-        try:
-            data = call.download(item)
-            break
-        except NotReady as not_ready:
-            now = time.monotonic()
-            waited_since = waited_since or now
-            if now - waited_since > call.http.not_ready_s:
-                raise ProviderFailed(
-                    f"{call.label}'s output link still answers HTTP {not_ready.status} after "
-                    f"{call.http.not_ready_s:.0f} s: run the edit again.",
-                    provider=call.service, status=not_ready.status) from None
-            call.wait(min(pause, max(0.0, call.remaining() - 0.05)),
-                      text=f"{call.label}: waiting for the output file, {{elapsed:.0f}} s elapsed",
-                      doing="the output download")
-            pause = min(2.0, pause * 1.5)
-    if looks_like_image(data):
-        return data
-    decoded = _b64(data[:64 * 1024 * 1024].decode("ascii", "ignore"))
-    if decoded and looks_like_image(decoded):
-        return decoded
-    raise ProviderFailed(f"{call.label}'s output link did not hold an image.", provider=call.service)
-
-
-def collect_images(
-    call: HttpCall,
-    job: JobState,
-    *,
-    samples: int,
-    size: tuple[int, int],
-    fail_on_nsfw: bool,
-) -> tuple[list[Any], list[str]]:
-    """Download/decode exactly ``samples`` images of ``size`` (width, height); returns (images, warnings)."""
-    warnings: list[str] = []
-    outputs = list(job.outputs)
-    if len(outputs) < samples:
-        raise ProviderFailed(
-            f"{call.label} returned {len(outputs)} image(s) where {samples} were asked for: run the edit again.",
-            provider=call.service)
-    if len(outputs) > samples:
-        warnings.append(f"{call.label} returned {len(outputs)} images for {samples} asked; the first {samples} were kept.")
-        outputs = outputs[:samples]
-    flagged = _nsfw_indices(job.nsfw, len(outputs))
-    if flagged:
-        which = ", ".join(str(i) for i in flagged)
-        if fail_on_nsfw:
-            raise ContentFiltered(
-                f"{call.label}'s safety checker flagged image(s) {which} as NSFW and replaced them; "
-                f"fail_on_nsfw is on, so the edit stopped (turn it off to get the replaced images).",
-                provider=call.service)
-        warnings.append(f"{call.label}'s safety checker flagged image(s) {which} as NSFW: the provider replaced them "
-                        f"(blank, blurred or captioned).")
-    pictures = [decode_result(output_bytes(call, item), size, call.label, call.service, warnings, f"image {index}")
-                for index, item in enumerate(outputs)]
-    return pictures, warnings
-
-
-def decode_result(data: bytes, size: tuple[int, int], label: str, service: str, warnings: list[str],
-                  what: str = "an image") -> Any:
-    """A result image's bytes as ``[H,W,3]`` of ``size`` (width, height).
-
-    A provider that answered another size is resized to the size sent, with a warning, so every
-    client returns what :class:`~..request.Provider` promises.
-    """
-    from .. import images as img
-
-    try:
-        picture = img.decode_image(data)
-    except ProviderError:
-        raise
-    except Exception:
-        raise ProviderFailed(f"{label} sent {what} in a format that could not be decoded.", provider=service) from None
-    width, height = size
-    if int(picture.shape[0]) != height or int(picture.shape[1]) != width:
-        note = f"{label} returned {int(picture.shape[1])}x{int(picture.shape[0])} where {width}x{height} was sent; resized."
-        if note not in warnings:
-            warnings.append(note)
-        picture = img.resize_image(picture, height, width)
-    return picture
-
-
-def _nsfw_indices(flags: list[bool], count: int) -> list[int]:
-    if not flags:
-        return []
-    if len(flags) == 1 and count > 1:
-        return list(range(count)) if flags[0] else []
-    return [i for i, flag in enumerate(flags[:count]) if flag]
-
-
 __all__ = [
     "JobState",
     "parse_job",
     "job_error",
     "job_check",
     "submit",
+    "sample_seeds",
     "next_wait",
     "poll",
-    "output_bytes",
-    "collect_images",
-    "looks_like_image",
     "to_float",
     "to_int",
     "to_bool",

@@ -1,37 +1,21 @@
-"""ModelsLab v6 community-model img2img / inpaint (queued jobs), and what SD API v3 shares with it.
+"""ModelsLab v6 community-model img2img / inpaint (queued jobs).
 
 ``POST {IMGEDIT_MODELSLAB_URL}/api/v6/images/img2img`` or ``/api/v6/images/inpaint`` with a JSON
 body carrying ``key``; ``status: processing`` answers are polled with
 ``POST /api/v6/images/fetch/{id}`` (body ``key`` + ``request_id``) after about ``eta`` seconds.
 Images go up through the documented ``POST /api/v6/base64_to_url`` (a link valid 24 h) by
 default, or inline as ``data:image/png;base64,`` strings (``image_transport="base64"``, unverified).
-The fetch URL is built from the configured host and the job id; a ``fetch_result`` link from the
-answer is used only when it is on that same host (so the key never goes anywhere else).
+What SD API v3 shares with it lives in :mod:`.modelslab_base`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
-from urllib.parse import quote
+from typing import Any
 
-from ..errors import InputError, ProviderFailed
-from ..request import EditRequest, EditResult, Hooks
-from .base import (
-    clamp_to_range,
-    RemoteProvider,
-    data_uri,
-    mask_png,
-    png_bytes,
-    v_any,
-    v_choice,
-    v_float,
-    v_int,
-    v_text,
-    v_url,
-    v_yesno,
-)
-from .http import HttpCall, ProviderHttp, body_message, error_for, same_origin
-from .jobs import JobState, collect_images, job_check, poll, submit, to_int, to_list
+from ..errors import InputError
+from ..request import EditRequest
+from .base import v_any, v_choice, v_float, v_int, v_text, v_url, v_yesno
+from .modelslab_base import IMAGE_TRANSPORTS, ModelsLabFamily, upload_png, yes_no
 
 #: The 18 schedulers of the ModelsLab v6 img2img page (seed 002).
 SCHEDULERS = (
@@ -56,15 +40,9 @@ SCHEDULERS = (
 )
 SAFETY_CHECKER_TYPES = ("sensitive_content_text", "blur", "pixelate", "black")
 ALGORITHM_TYPES = ("none", "dpmsolver+++")
-IMAGE_TRANSPORTS = ("upload", "base64")
 IP_ADAPTERS = ("ip-adapter_sdxl", "ip-adapter_sd15", "ip-adapter-plus-face_sd15", "ip-adapter-plus_sdxl_vit-h",
                "ip-adapter-plus-face_sdxl_vit-h")
 
-IMG2IMG_PATH = "/api/v6/images/img2img"
-INPAINT_PATH = "/api/v6/images/inpaint"
-FETCH_PATH = "/api/v6/images/fetch/{id}"
-UPLOAD_PATH = "/api/v6/base64_to_url"
-UPLOAD_MAX_BYTES = 5 * 1024 * 1024
 
 
 def v_lora_strength(name: str, value: Any) -> Any:
@@ -81,122 +59,13 @@ def v_lora_strength(name: str, value: Any) -> Any:
     return ",".join(f"{n:g}" for n in numbers)
 
 
-def upload_png(call: HttpCall, key: str, png: bytes) -> str:
-    """``POST /api/v6/base64_to_url``: a PNG in, a temporary public link out (ModelsLab, 24 h)."""
-    if len(png) > UPLOAD_MAX_BYTES:
-        raise InputError(f"the picture is {len(png) / 1e6:.1f} MB as PNG; ModelsLab's upload takes at most 5 MB "
-                         f"(use image_transport 'base64' or a smaller picture).")
-    box: dict = {}
-
-    def check(response: Any) -> None:
-        data = call.json_of(response)
-        status = str(data.get("status", "")).lower() if isinstance(data, dict) else ""
-        if status in ("error", "failed") or not isinstance(data, dict):
-            message, fields = body_message(data)
-            raise error_for(call.service, message or "upload refused", fields=fields, state=status or "error")
-        links = []
-        for name in ("output", "link", "url", "data", "image_url"):
-            links = [u for u in to_list(data.get(name)) if u.lower().startswith(("http://", "https://"))]
-            if links:
-                break
-        if not links:
-            raise ProviderFailed(f"{call.label}'s base64_to_url answered without a link.", provider=call.service)
-        box["url"] = links[0]
-
-    call.request("POST", call.http.url(UPLOAD_PATH), json={"key": key, "base64_string": data_uri(png)},
-                 idempotent=True, check=check)
-    return box["url"]
-
-
-class ModelsLabFamily(RemoteProvider):
-    """ModelsLab v6 and SD API v3 share a protocol: JSON + key, processing -> fetch."""
-
-    max_samples_per_call = 4
-    MAX_CONCURRENCY = 15
-    IMG2IMG_PATH = IMG2IMG_PATH
-    INPAINT_PATH = INPAINT_PATH
-    FETCH_PATH = FETCH_PATH
-
-    def __init__(self, *, image_transport: str = "upload", **common: Any):
-        super().__init__(**common)
-        if image_transport not in IMAGE_TRANSPORTS:
-            raise InputError(f"image_transport is {image_transport!r}; use one of {', '.join(IMAGE_TRANSPORTS)}.")
-        self.image_transport = image_transport
-
-    # Subclasses: the request body without key and images.
-    def build_payload(self, request: EditRequest) -> tuple[dict[str, Any], list[str]]:  # pragma: no cover
-        raise NotImplementedError
-
-    def upload_http(self) -> ProviderHttp:
-        return self.http if self.http.service == "modelslab" else self.http.for_service("modelslab")
-
-    def _send_images(self, call: HttpCall, key: str, request: EditRequest, hooks: Hooks) -> tuple[str, Optional[str]]:
-        init = png_bytes(request.image)
-        mask = None if request.mask is None else mask_png(request.mask, rgb=True)
-        if self.image_transport == "base64":
-            return data_uri(init), (None if mask is None else data_uri(mask))
-        http = self.upload_http()
-        if http is self.http:
-            return upload_png(call, key, init), (None if mask is None else upload_png(call, key, mask))
-        with http.open(hooks, max(1.0, call.remaining()), [key]) as upload_call:
-            return (upload_png(upload_call, key, init),
-                    None if mask is None else upload_png(upload_call, key, mask))
-
-    def fetch_url(self, job: JobState) -> str:
-        if job.job_id:
-            return self.http.url(self.FETCH_PATH.format(id=quote(job.job_id, safe="")))
-        if job.fetch_url and same_origin(job.fetch_url, self.http.base_url):
-            return job.fetch_url
-        raise ProviderFailed(f"{self.label} queued the job without an id to fetch it by.", provider=self.service)
-
-    def fetch(self, call: HttpCall, key: str, job: JobState) -> JobState:
-        box: dict = {}
-        body: dict[str, Any] = {"key": key}
-        if job.job_id:
-            body["request_id"] = job.job_id
-        call.request("POST", self.fetch_url(job), json=body, idempotent=True, check=job_check(call, box))
-        return box["job"]
-
-    def edit(self, request: EditRequest, hooks: Hooks) -> EditResult:
-        payload, warnings = self.build_payload(request)
-        key = self.resolve_key()
-        path = self.INPAINT_PATH if request.is_inpaint else self.IMG2IMG_PATH
-        with self.http.open(hooks, self.deadline_s, [key]) as call:
-            call.progress(f"{self.label}: sending")
-            init, mask = self._send_images(call, key, request, hooks)
-            body = {"key": key, **payload, "init_image": init}
-            if mask is not None:
-                body["mask_image"] = mask
-            job = submit(call, self.http.url(path), body,
-                         progress_text=lambda elapsed: f"{self.label}: submitting, {elapsed:.0f} s elapsed")
-            job = poll(call, job, lambda current: self.fetch(call, key, current))
-            pictures, notes = collect_images(call, job, samples=request.samples, size=request.size,
-                                             fail_on_nsfw=self.fail_on_nsfw)
-            warnings.extend(n for n in notes if n not in warnings)
-            ran = to_int(job.meta.get("steps")) if job.meta else None
-            asked = to_int(payload.get("num_inference_steps"))
-            if ran is not None and asked is not None and ran != asked:
-                warnings.append(f"{self.label} ran {ran} steps where {asked} were asked.")
-            metadata: dict[str, Any] = {}
-            if job.generation_time is not None:
-                metadata["generation_time_s"] = round(job.generation_time, 3)
-            call.progress(f"{self.label}: done", done=True)
-            return EditResult(
-                images=pictures,
-                seeds=[job.seed if job.seed is not None else request.seed] * len(pictures),
-                job_ids=[job.job_id] if job.job_id else [],
-                metadata=metadata,
-                warnings=[call.redact(w) for w in warnings],
-            )
-
-
 class ModelsLabClient(ModelsLabFamily):
     """ModelsLab v6 community models: img2img and inpaint (1-4 samples per call)."""
 
-    name = "modelslab"
     service = "modelslab"
-    key_service = "modelslab"
-    label = "ModelsLab"
+    IMG2IMG_PATH = "/api/v6/images/img2img"
+    INPAINT_PATH = "/api/v6/images/inpaint"
+    FETCH_PATH = "/api/v6/images/fetch/{id}"
     PARAMS = {
         "model_id": v_text(200),
         "scheduler": v_choice(*SCHEDULERS),
@@ -232,8 +101,6 @@ class ModelsLabClient(ModelsLabFamily):
         lora_model: str = "",
         lora_strength: str = "",
         vae: str = "",
-        enhance_prompt: bool = False,
-        safety_checker: bool = True,
         safety_checker_type: str = "sensitive_content_text",
         tomesd: bool = True,
         algorithm_type: str = "none",
@@ -254,8 +121,6 @@ class ModelsLabClient(ModelsLabFamily):
                 len(self.lora_strength.split(",")) != len(self.lora_model.split(",")):
             raise InputError("lora_strength needs one value per LoRA in lora_model (comma-separated).")
         self.vae = str(vae or "").strip()
-        self.enhance_prompt = bool(enhance_prompt)
-        self.safety_checker = bool(safety_checker)
         self.safety_checker_type = v_choice(*SAFETY_CHECKER_TYPES)("safety_checker_type", safety_checker_type)
         self.tomesd = bool(tomesd)
         self.algorithm_type = v_choice(*ALGORITHM_TYPES)("algorithm_type", algorithm_type or "none")
@@ -281,46 +146,23 @@ class ModelsLabClient(ModelsLabFamily):
     def build_payload(self, request: EditRequest) -> tuple[dict[str, Any], list[str]]:
         """The JSON body for ``request`` without the key and the images (PROVIDERS.md §3, §6)."""
         options, warnings = self.merged_options(request)
-        width, height = request.size
-        guidance = clamp_to_range(float(request.guidance), 1.0, 20.0, "guidance", "ModelsLab", warnings)
         steps = int(request.steps)
-        body: dict[str, Any] = {
+        body = self.common_body(request, steps, warnings)
+        body.update({
             "model_id": self.model_id,
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
-            "width": width,
-            "height": height,
-            "samples": int(request.samples),
-            "num_inference_steps": steps,
-            "guidance_scale": guidance,
-            "strength": float(request.strength),
-            "seed": None if request.seed is None else int(request.seed),
-            "enhance_prompt": "yes" if self.enhance_prompt else "no",
-            "safety_checker": "yes" if self.safety_checker else "no",
             "safety_checker_type": self.safety_checker_type,
-            "use_karras_sigmas": "yes" if self.use_karras_sigmas else "no",
-            "tomesd": "yes" if self.tomesd else "no",
-            "base64": "no",
-        }
+            "use_karras_sigmas": yes_no(self.use_karras_sigmas),
+            "tomesd": yes_no(self.tomesd),
+        })
         if request.is_inpaint:
             body["steps"] = steps  # the inpaint page's example uses "steps" (PROVIDERS.md §3)
-        if self.scheduler:
-            body["scheduler"] = self.scheduler
-        if self.clip_skip:
-            body["clip_skip"] = self.clip_skip
-        if self.lora_model:
-            body["lora_model"] = self.lora_model
-            if self.lora_strength:
-                body["lora_strength"] = self.lora_strength
-        if self.vae:
-            body["vae"] = self.vae
-        if self.algorithm_type != "none":
-            body["algorithm_type"] = self.algorithm_type
+        optional = {"scheduler": self.scheduler, "clip_skip": self.clip_skip, "lora_model": self.lora_model,
+                    "lora_strength": self.lora_strength if self.lora_model else None, "vae": self.vae,
+                    "algorithm_type": None if self.algorithm_type == "none" else self.algorithm_type}
+        body.update({name: value for name, value in optional.items() if value})
         body.update(options)
         if body.get("algorithm_type") == "dpmsolver+++" and body.get("scheduler") != "DPMSolverMultistepScheduler":
             warnings.append("algorithm_type dpmsolver+++ only applies with DPMSolverMultistepScheduler.")
-        if not 1 <= int(request.samples) <= 4:
-            raise InputError(f"samples per ModelsLab call is {request.samples}; use 1 to 4.")
         return body, warnings
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError
 from ..request import EditRequest
-from .base import clamp_to_range, v_any, v_url, v_yesno
-from .modelslab import ModelsLabFamily
+from .base import v_any, v_url, v_yesno
+from .modelslab_base import ModelsLabFamily
 
 STEP_VALUES = (21, 31, 41, 51)
 
@@ -27,10 +26,7 @@ def snap_steps(steps: int) -> int:
 class SDAPIClient(ModelsLabFamily):
     """Stable Diffusion API v3 img2img / inpaint (1-4 samples per call)."""
 
-    name = "sdapi"
     service = "sdapi"
-    key_service = "sdapi"
-    label = "Stable Diffusion API"
     IMG2IMG_PATH = "/api/v3/img2img"
     INPAINT_PATH = "/api/v3/inpaint"
     FETCH_PATH = "/api/v3/fetch/{id}"
@@ -41,11 +37,6 @@ class SDAPIClient(ModelsLabFamily):
         "webhook": v_url,
         "track_id": v_any,
     }
-
-    def __init__(self, *, enhance_prompt: bool = False, safety_checker: bool = True, **common: Any):
-        super().__init__(**common)
-        self.enhance_prompt = bool(enhance_prompt)
-        self.safety_checker = bool(safety_checker)
 
     def public_options(self) -> dict[str, Any]:
         return {
@@ -58,27 +49,10 @@ class SDAPIClient(ModelsLabFamily):
     def build_payload(self, request: EditRequest) -> tuple[dict[str, Any], list[str]]:
         """The JSON body for ``request`` without the key and the images (PROVIDERS.md §2, §6)."""
         options, warnings = self.merged_options(request)
-        width, height = request.size
         steps = snap_steps(int(request.steps))
         if steps != int(request.steps):
             warnings.append(f"Stable Diffusion API v3 takes 21, 31, 41 or 51 steps; {int(request.steps)} was sent as {steps}.")
-        guidance = clamp_to_range(float(request.guidance), 1.0, 20.0, "guidance", "Stable Diffusion API", warnings)
-        if not 1 <= int(request.samples) <= 4:
-            raise InputError(f"samples per Stable Diffusion API call is {request.samples}; use 1 to 4.")
-        body: dict[str, Any] = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
-            "width": width,
-            "height": height,
-            "samples": int(request.samples),
-            "num_inference_steps": steps,
-            "safety_checker": "yes" if self.safety_checker else "no",
-            "enhance_prompt": "yes" if self.enhance_prompt else "no",
-            "guidance_scale": guidance,
-            "strength": float(request.strength),
-            "seed": None if request.seed is None else int(request.seed),
-            "base64": "no",
-        }
+        body = self.common_body(request, steps, warnings)
         body.update(options)
         return body, warnings
 
