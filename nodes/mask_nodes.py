@@ -1,4 +1,5 @@
-"""Mask preparation nodes: grow/shrink, feather, mask from a picture, crop around a mask, stitch.
+"""Mask preparation nodes: grow/shrink, feather, mask from a picture, crop around a mask, stitch,
+cut other pictures like a crop, fill the masked area.
 
 Thin V3 wrappers: each ``execute`` only turns widget values into one call of
 :mod:`nodes.core.masks`, where the maths (and its tests) live.
@@ -104,6 +105,12 @@ class ImgEditCropToMask(io.ComfyNode):
                              tooltip="Longest side of the crop in pixels; bigger areas are scaled down to it."),
                 io.Int.Input("multiple_of", default=8, min=1, max=256, step=1,
                              tooltip="Both sides of the crop are a multiple of this (8 suits most models)."),
+                io.Int.Input("target_edge", default=0, min=0, max=8192, step=8,
+                             tooltip="0: off, the crop keeps the picture's own pixels. Otherwise the crop is scaled, up or down, so its longest side "
+                                     "is this many pixels (at most max_edge): the size the model works best at, e.g. 512 for SD 1.5, 1024 for SDXL."),
+                io.Combo.Input("regions", options=list(masks.REGION_MODES), default="together",
+                               tooltip="together: one crop per picture around all of its mask. separately: one crop per separate part of the mask "
+                                       "(parts whose crops would overlap are merged); the crops form one batch, picture 0's first, and Stitch puts each back."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The crops, all one size."),
@@ -113,8 +120,9 @@ class ImgEditCropToMask(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, mask, context: float, max_edge: int, multiple_of: int) -> io.NodeOutput:
-        crops, crop_masks, record = masks.crop_to_mask(image, mask, context, max_edge, multiple_of)
+    def execute(cls, image, mask, context: float, max_edge: int, multiple_of: int, target_edge: int = 0,
+                regions: str = "together") -> io.NodeOutput:
+        crops, crop_masks, record = masks.crop_to_mask(image, mask, context, max_edge, multiple_of, target_edge, regions)
         return io.NodeOutput(crops, crop_masks, record)
 
 
@@ -131,13 +139,67 @@ class ImgEditStitch(io.ComfyNode):
                 io.Image.Input("image", tooltip="The edited crops (any size; several samples per picture are fine)."),
                 io.Int.Input("feather", default=8, min=0, max=1024, step=1,
                              tooltip="Soft blend outside the mask's edge, in picture pixels, so the seam does not show."),
+                io.Combo.Input("color_match", options=list(masks.COLOR_MATCH_MODES), default="none",
+                               tooltip="none: paste the edit as it is. lab / ycbcr: first match the edit's colours (mean and spread per channel in that "
+                                       "colour space) to the original's on the crop area outside the mask, so an edit whose colours drifted leaves no seam."),
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="The full pictures with the edits pasted in.")],
         )
 
     @classmethod
-    def execute(cls, stitch, image, feather: int) -> io.NodeOutput:
-        return io.NodeOutput(masks.stitch(stitch, image, feather))
+    def execute(cls, stitch, image, feather: int, color_match: str = "none") -> io.NodeOutput:
+        return io.NodeOutput(masks.stitch(stitch, image, feather, color_match))
 
 
-NODES = [ImgEditGrowMask, ImgEditFeatherMask, ImgEditMaskFromImage, ImgEditCropToMask, ImgEditStitch]
+class ImgEditCropLike(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ImgEditCropLike",
+            display_name="Crop Like Stitch (ImgEdit)",
+            category=CATEGORY,
+            description="Cut another picture or mask (a ControlNet hint, a depth map, a second mask) exactly as ImgEditCropToMask cut the original, "
+                        "so the edit of the crops can use it.",
+            inputs=[
+                STITCH.Input("stitch", tooltip="The stitch output of ImgEditCropToMask whose cut to repeat."),
+                io.Image.Input("image", optional=True,
+                               tooltip="A picture of the original's size (or the same aspect); one, or one per original. Not connected: the original's crops."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="A mask of the original's size (or the same aspect), cut whole. Not connected: the crop masks of the stitch."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="The picture cut like the crops, one per crop."),
+                io.Mask.Output(display_name="mask", tooltip="The mask cut like the crops, one per crop."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, stitch, image=None, mask=None) -> io.NodeOutput:
+        return io.NodeOutput(*masks.crop_like(stitch, image, mask))
+
+
+class ImgEditFillMasked(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ImgEditFillMasked",
+            display_name="Fill Masked Area (ImgEdit)",
+            category=CATEGORY,
+            description="Fill the masked area before an img2img-style edit at high strength, so the old content does not steer it. "
+                        "Outside the mask the picture is untouched; soft masks blend the fill in.",
+            inputs=[
+                io.Image.Input("image", tooltip="The pictures to fill."),
+                io.Mask.Input("mask", tooltip="The area to fill (white = fill)."),
+                io.Combo.Input("mode", options=list(masks.FILL_MODES), default="neutral",
+                               tooltip="neutral: mid grey. surround: a smooth fill pulled in from the colours around the hole."),
+            ],
+            outputs=[io.Image.Output(display_name="image", tooltip="The pictures with the masked area filled.")],
+        )
+
+    @classmethod
+    def execute(cls, image, mask, mode: str) -> io.NodeOutput:
+        return io.NodeOutput(masks.fill_masked(image, mask, mode))
+
+
+NODES = [ImgEditGrowMask, ImgEditFeatherMask, ImgEditMaskFromImage, ImgEditCropToMask, ImgEditStitch, ImgEditCropLike,
+         ImgEditFillMasked]

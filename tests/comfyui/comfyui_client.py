@@ -40,6 +40,7 @@ PACK_FOLDER_NAME = "comfyui-imgedit"
 #: The pack's node ids (a public contract: saved in users' workflows).
 NODE_IDS = [
     "ImgEditGrowMask", "ImgEditFeatherMask", "ImgEditMaskFromImage", "ImgEditCropToMask", "ImgEditStitch",
+    "ImgEditCropLike", "ImgEditFillMasked",
     "ImgEditDezgo", "ImgEditSDAPI", "ImgEditModelsLab", "ImgEditImagePipeline", "ImgEditLocalDiffusers",
     "ImgEditComfyModel", "ImgEditImg2Img", "ImgEditInpaint",
 ]

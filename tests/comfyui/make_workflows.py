@@ -201,15 +201,17 @@ def specs() -> list[Spec]:
             N(3, "ImgEditMaskFromImage", (1, 0), {"threshold": 0.5, "invert": False}),
             N(4, "ImgEditGrowMask", (1, 1), {"pixels": 8, "shape": "round"}),
             N(5, "ImgEditFeatherMask", (1, 2), {"radius": 12, "mode": "outward"}),
-            N(6, "ImgEditCropToMask", (2, 1), {"context": 0.75, "max_edge": 768, "multiple_of": 8}),
+            N(6, "ImgEditCropToMask", (2, 1), {"context": 0.75, "max_edge": 768, "multiple_of": 8,
+                                                "target_edge": 512, "regions": "separately"}),
             N(7, "ImgEditModelsLab", (2, 0), {}),
             N(8, "ImgEditInpaint", (3, 0), dict(common, prompt="a red hot-air balloon in the sky, detailed",
                                                     strength=1.0, steps=31, keep_unmasked=True)),
-            N(9, "ImgEditStitch", (4, 0), {"feather": 8}),
+            N(9, "ImgEditStitch", (4, 0), {"feather": 8, "color_match": "lab"}),
             N(10, "SaveImage", (4, 1), {"filename_prefix": "imgedit/inpaint_crop_stitch_remote"}),
             _note(11, (4, 2), PAID_NOTE.format(env="MODELSLAB_API_KEY") +
-                  "\n\nOnly the crop around the mask is sent, so a small edit on a big picture stays "
-                  "cheap and sharp; Stitch pastes it back.", size=(360, 320)),
+                  "\n\nOnly the crop around the mask is sent, scaled to 512 px (target_edge: the size SD 1.5 "
+                  "works best at), one crop per separate part of the mask; Stitch scales each edit back, "
+                  "matches its colours to the picture (color_match) and pastes it in.", size=(360, 340)),
         ], [
             (2, "IMAGE", 3, "image"), (3, 0, 4, "mask"), (4, 0, 5, "mask"),
             (1, "IMAGE", 6, "image"), (5, 0, 6, "mask"),
