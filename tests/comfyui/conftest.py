@@ -4,7 +4,7 @@ They run only when ``COMFYUI_DIR`` names a ComfyUI checkout (a folder with ``mai
 here is skipped with that reason otherwise (CI has no checkout). ``COMFYUI_PYTHON`` is the
 interpreter that runs ComfyUI (default: the one running pytest).
 
-One ComfyUI process serves the whole session (see :func:`comfyui_client.comfy_session`):
+One ComfyUI process serves the whole session (see :func:`comfyui_session.comfy_session`):
 ``--cpu --listen 127.0.0.1 --port <free>`` with ``--base-directory`` a temp folder whose
 ``custom_nodes/comfyui-imgedit`` links to this checkout (nothing is written into the user's ComfyUI),
 tiny random-weight models under a temp folder named by ``--extra-model-paths-config``, and every
@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from comfyui_client import ComfySession, comfy_session  # noqa: E402
+from comfyui_session import ComfySession, comfy_session  # noqa: E402
 
 
 def comfyui_dir() -> Optional[Path]:

@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -32,193 +31,13 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from comfyui_client import (  # noqa: E402
-    PACK_ROOT,
-    SAMPLE_INPUTS,
-    ComfyClient,
-    _input_specs,
-    _is_widget,
-    adapt_for_test,
-    comfy_session,
-    ui_to_api,
-    widget_slots,
-)
+from comfyui_client import ComfyClient  # noqa: E402
+from comfyui_server import PACK_ROOT  # noqa: E402
+from comfyui_session import comfy_session  # noqa: E402
+from comfyui_workflow import adapt_for_test, input_specs, is_widget, ui_to_api, widget_slots  # noqa: E402
+from example_specs import SAMPLE, N, Spec, specs  # noqa: E402
 
 OUT_DIR = PACK_ROOT / "example_workflows"
-SAMPLE = SAMPLE_INPUTS["sample.png"]
-SAMPLE_MASK = SAMPLE_INPUTS["sample_mask.png"]
-
-PAID_NOTE = (
-    "Remote provider: every run spends credits on your account with the service.\n\n"
-    "Key: ComfyUI Settings -> ImgEdit -> API keys (stored on the ComfyUI server in "
-    "user/imgedit/keys.json, never in this workflow), or the environment variable "
-    "{env} before starting ComfyUI.\n\n"
-    "No key yet? Start the offline sandbox (python -m comfyui_imgedit.sandbox) and export the "
-    "IMGEDIT_*_URL lines it prints: same workflow, no credits."
-)
-LOCAL_NOTE = (
-    "Local provider: runs on this machine with diffusers (GPU if there is one).\n\n"
-    "model: pick a Stable Diffusion 1.x/2.x or SDXL diffusers folder from ComfyUI/models/diffusers "
-    "({kind}). Nothing is downloaded."
-)
-CHECKPOINT_NOTE = (
-    "Local provider on ComfyUI's own models: any MODEL, CLIP and VAE work (Load Checkpoint, UNET + CLIP + "
-    "VAE loaders, LoRA loaders and other patches before ImgEdit ComfyUI Model).\n\n"
-    "ckpt_name: pick {kind} from ComfyUI/models/checkpoints. Steps and strength mean what they mean in "
-    "KSamplerAdvanced: a schedule of `steps` steps of which the last int(steps x strength) run; "
-    "sample k uses seed + k."
-)
-INPUT_NOTE = (
-    "Inputs: {files} (copied from the pack's assets/ into ComfyUI's input folder when the pack "
-    "loads). Load your own picture with the upload button."
-)
-
-
-@dataclass
-class N:
-    """One node of a spec: id, type, place (column, row), widget values by input name, title/colour."""
-
-    id: int
-    type: str
-    place: tuple[int, int]
-    values: dict[str, Any] = field(default_factory=dict)
-    title: Optional[str] = None
-    size: Optional[tuple[float, float]] = None
-    color: Optional[str] = None
-    bgcolor: Optional[str] = None
-
-
-@dataclass
-class Spec:
-    name: str
-    nodes: list[N]
-    links: list[tuple[int, Union[int, str], int, str]]  # (from id, output name/slot, to id, input name)
-
-
-def _note(id_: int, pos, text: str, size=(330, 200)) -> N:
-    return N(id_, "Note", pos, {"text": text}, size=size, color="#432", bgcolor="#653")
-
-
-def specs() -> list[Spec]:
-    common = dict(negative_prompt="blurry, low quality, watermark", guidance=7.0, seed=42, samples=1)
-    return [
-        Spec("mask_prep", [
-            N(1, "LoadImage", (0, 0), {"image": SAMPLE}, title="Picture"),
-            N(2, "LoadImage", (0, 1), {"image": SAMPLE_MASK}, title="Mask picture (white = change)"),
-            N(3, "ImgEditMaskFromImage", (1, 1), {"threshold": 0.5, "invert": False}),
-            N(4, "ImgEditGrowMask", (1, 2), {"pixels": 12, "shape": "round"}),
-            N(5, "ImgEditFeatherMask", (1, 3), {"radius": 16, "mode": "outward"}),
-            N(6, "ImgEditCropToMask", (2, 0), {"context": 0.5, "max_edge": 1024, "multiple_of": 8}),
-            N(7, "PreviewImage", (3, 0), {}, title="Crop (what a provider would get)"),
-            N(8, "MaskToImage", (2, 1), {}),
-            N(9, "PreviewImage", (3, 1), {}, title="Crop mask"),
-            N(10, "ImgEditStitch", (4, 0), {"feather": 8}),
-            N(11, "SaveImage", (4, 1), {"filename_prefix": "imgedit/mask_prep"}),
-            _note(12, (1, 0), INPUT_NOTE.format(files=f"{SAMPLE}, {SAMPLE_MASK}") +
-                  "\n\nThe crop goes to a provider in the inpaint workflows; here it is stitched "
-                  "back unchanged, so the saved picture equals the input outside the mask box."),
-        ], [
-            (2, "IMAGE", 3, "image"), (3, 0, 4, "mask"), (4, 0, 5, "mask"),
-            (1, "IMAGE", 6, "image"), (5, 0, 6, "mask"),
-            (6, "image", 7, "images"), (6, "mask", 8, "mask"), (8, 0, 9, "images"),
-            (6, "stitch", 10, "stitch"), (6, "image", 10, "image"), (10, 0, 11, "images"),
-        ]),
-        Spec("img2img_local", [
-            N(1, "LoadImage", (0, 1), {"image": SAMPLE}, title="Picture"),
-            N(2, "ImgEditLocalDiffusers", (0, 0), {"model": "stable-diffusion-v1-5"}),
-            N(3, "ImgEditImg2Img", (1, 0), dict(common, prompt="an oil painting of a sunny landscape, detailed",
-                                                   strength=0.6, steps=25)),
-            N(4, "SaveImage", (2, 0), {"filename_prefix": "imgedit/img2img_local"}),
-            _note(5, (2, 1), LOCAL_NOTE.format(kind="an ordinary, 4-channel model")),
-        ], [
-            (2, 0, 3, "provider"), (1, "IMAGE", 3, "image"), (3, "IMAGE", 4, "images"),
-        ]),
-        Spec("inpaint_local", [
-            N(1, "LoadImage", (0, 0), {"image": SAMPLE}, title="Picture"),
-            N(2, "LoadImage", (0, 1), {"image": SAMPLE_MASK}, title="Mask picture (white = change)"),
-            N(3, "ImgEditMaskFromImage", (1, 1), {"threshold": 0.5, "invert": False}),
-            N(4, "ImgEditGrowMask", (1, 2), {"pixels": 8, "shape": "round"}),
-            N(5, "ImgEditFeatherMask", (1, 3), {"radius": 12, "mode": "outward"}),
-            N(6, "ImgEditLocalDiffusers", (1, 0), {"model": "stable-diffusion-inpainting"}),
-            N(7, "ImgEditInpaint", (2, 0), dict(common, prompt="a red hot-air balloon in the sky, detailed",
-                                                   strength=1.0, steps=30, keep_unmasked=True)),
-            N(8, "SaveImage", (3, 0), {"filename_prefix": "imgedit/inpaint_local"}),
-            _note(9, (3, 1), LOCAL_NOTE.format(
-                kind="an inpainting model such as stable-diffusion-inpainting works best; ordinary ones work too")),
-        ], [
-            (2, "IMAGE", 3, "image"), (3, 0, 4, "mask"), (4, 0, 5, "mask"),
-            (6, 0, 7, "provider"), (1, "IMAGE", 7, "image"), (5, 0, 7, "mask"), (7, "IMAGE", 8, "images"),
-        ]),
-        Spec("img2img_checkpoint", [
-            N(1, "LoadImage", (0, 1), {"image": SAMPLE}, title="Picture"),
-            N(2, "CheckpointLoaderSimple", (0, 0), {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}),
-            N(3, "ImgEditComfyModel", (1, 0), {"sampler_name": "euler", "scheduler": "normal"}),
-            N(4, "ImgEditImg2Img", (2, 0), dict(common, prompt="an oil painting of a sunny landscape, detailed",
-                                                   strength=0.6, steps=25)),
-            N(5, "SaveImage", (3, 0), {"filename_prefix": "imgedit/img2img_checkpoint"}),
-            _note(6, (3, 1), CHECKPOINT_NOTE.format(kind="any checkpoint (SD 1.x/2.x, SDXL, SD3, Flux, ...)"),
-                  size=(360, 260)),
-        ], [
-            (2, "MODEL", 3, "model"), (2, "CLIP", 3, "clip"), (2, "VAE", 3, "vae"),
-            (3, 0, 4, "provider"), (1, "IMAGE", 4, "image"), (4, "IMAGE", 5, "images"),
-        ]),
-        Spec("inpaint_checkpoint", [
-            N(1, "LoadImage", (0, 0), {"image": SAMPLE}, title="Picture"),
-            N(2, "LoadImage", (0, 1), {"image": SAMPLE_MASK}, title="Mask picture (white = change)"),
-            N(3, "ImgEditMaskFromImage", (1, 0), {"threshold": 0.5, "invert": False}),
-            N(4, "ImgEditGrowMask", (1, 1), {"pixels": 8, "shape": "round"}),
-            N(5, "ImgEditFeatherMask", (1, 2), {"radius": 12, "mode": "outward"}),
-            N(6, "ImgEditCropToMask", (2, 1), {"context": 0.75, "max_edge": 768, "multiple_of": 8}),
-            N(7, "CheckpointLoaderSimple", (2, 0), {"ckpt_name": "sd-v1-5-inpainting.ckpt"}),
-            N(8, "ImgEditComfyModel", (3, 0), {"sampler_name": "euler", "scheduler": "normal"}),
-            N(9, "ImgEditInpaint", (4, 0), dict(common, prompt="a red hot-air balloon in the sky, detailed",
-                                                    strength=1.0, steps=30, keep_unmasked=True)),
-            N(10, "ImgEditStitch", (5, 0), {"feather": 8}),
-            N(11, "SaveImage", (5, 1), {"filename_prefix": "imgedit/inpaint_checkpoint"}),
-            _note(12, (5, 2), CHECKPOINT_NOTE.format(
-                kind="an inpainting checkpoint (it gets the masked picture as input) or any ordinary one "
-                     "(noise mask; soft edges through differential diffusion)"), size=(360, 300)),
-        ], [
-            (2, "IMAGE", 3, "image"), (3, 0, 4, "mask"), (4, 0, 5, "mask"),
-            (1, "IMAGE", 6, "image"), (5, 0, 6, "mask"),
-            (7, "MODEL", 8, "model"), (7, "CLIP", 8, "clip"), (7, "VAE", 8, "vae"),
-            (8, 0, 9, "provider"), (6, "image", 9, "image"), (6, "mask", 9, "mask"),
-            (6, "stitch", 10, "stitch"), (9, "IMAGE", 10, "image"), (10, 0, 11, "images"),
-        ]),
-        Spec("img2img_remote", [
-            N(1, "LoadImage", (0, 1), {"image": SAMPLE}, title="Picture"),
-            N(2, "ImgEditDezgo", (0, 0), {}),
-            N(3, "ImgEditImg2Img", (1, 0), dict(common, prompt="an oil painting of a sunny landscape, detailed",
-                                                   strength=0.6, steps=30)),
-            N(4, "SaveImage", (2, 0), {"filename_prefix": "imgedit/img2img_remote"}),
-            _note(5, (2, 1), PAID_NOTE.format(env="DEZGO_API_KEY"), size=(360, 260)),
-        ], [
-            (2, 0, 3, "provider"), (1, "IMAGE", 3, "image"), (3, "IMAGE", 4, "images"),
-        ]),
-        Spec("inpaint_crop_stitch_remote", [
-            N(1, "LoadImage", (0, 0), {"image": SAMPLE}, title="Picture"),
-            N(2, "LoadImage", (0, 1), {"image": SAMPLE_MASK}, title="Mask picture (white = change)"),
-            N(3, "ImgEditMaskFromImage", (1, 0), {"threshold": 0.5, "invert": False}),
-            N(4, "ImgEditGrowMask", (1, 1), {"pixels": 8, "shape": "round"}),
-            N(5, "ImgEditFeatherMask", (1, 2), {"radius": 12, "mode": "outward"}),
-            N(6, "ImgEditCropToMask", (2, 1), {"context": 0.75, "max_edge": 768, "multiple_of": 8,
-                                                "target_edge": 512, "regions": "separately"}),
-            N(7, "ImgEditModelsLab", (2, 0), {}),
-            N(8, "ImgEditInpaint", (3, 0), dict(common, prompt="a red hot-air balloon in the sky, detailed",
-                                                    strength=1.0, steps=31, keep_unmasked=True)),
-            N(9, "ImgEditStitch", (4, 0), {"feather": 8, "color_match": "lab"}),
-            N(10, "SaveImage", (4, 1), {"filename_prefix": "imgedit/inpaint_crop_stitch_remote"}),
-            _note(11, (4, 2), PAID_NOTE.format(env="MODELSLAB_API_KEY") +
-                  "\n\nOnly the crop around the mask is sent, scaled to 512 px (target_edge: the size SD 1.5 "
-                  "works best at), one crop per separate part of the mask; Stitch scales each edit back, "
-                  "matches its colours to the picture (color_match) and pastes it in.", size=(360, 340)),
-        ], [
-            (2, "IMAGE", 3, "image"), (3, 0, 4, "mask"), (4, 0, 5, "mask"),
-            (1, "IMAGE", 6, "image"), (5, 0, 6, "mask"),
-            (7, 0, 8, "provider"), (6, "image", 8, "image"), (6, "mask", 8, "mask"),
-            (6, "stitch", 9, "stitch"), (8, "IMAGE", 9, "image"), (9, 0, 10, "images"),
-        ]),
-    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,7 +104,7 @@ def build_ui(spec: Spec, object_info: dict) -> dict:
         slot = _output_slot(src_info, ref)
         kind = src_info["output"][slot]
         dst_info = object_info[nodes_by_id[dst].type]
-        names = [name for name, _, _ in _input_specs(dst_info)]
+        names = [name for name, _, _ in input_specs(dst_info)]
         if input_name not in names:
             raise KeyError(f"{nodes_by_id[dst].type} has no input {input_name!r} ({names})")
         links.append([link_id, src, slot, dst, None, kind])
@@ -315,7 +134,7 @@ def build_ui(spec: Spec, object_info: dict) -> dict:
             })
             continue
         info = object_info[n.type]
-        specs_by_name = {name: (kind, options) for name, kind, options in _input_specs(info)}
+        specs_by_name = {name: (kind, options) for name, kind, options in input_specs(info)}
         unknown = set(n.values) - set(specs_by_name)
         if unknown:
             raise KeyError(f"{spec.name}: {n.type} has no widget(s) {sorted(unknown)}")
@@ -333,8 +152,8 @@ def build_ui(spec: Spec, object_info: dict) -> dict:
                 multiline += bool(options.get("multiline"))
         # socket inputs in declaration order (linked ones carry their link; unlinked optional sockets too)
         socket_inputs = []
-        for name, kind, options in _input_specs(info):
-            if _is_widget(kind, options):
+        for name, kind, options in input_specs(info):
+            if is_widget(kind, options):
                 continue
             entry = next((i for i in inputs_of[n.id] if i["name"] == name), None)
             if entry is None:

@@ -7,7 +7,9 @@ import re
 import pytest
 from PIL import Image
 
-from comfyui_client import NODE_IDS, PACK_FOLDER_NAME, PACK_ROOT, api_node, import_times, output_index
+from comfyui_server import PACK_FOLDER_NAME, PACK_ROOT, import_times
+from comfyui_session import NODE_IDS
+from comfyui_workflow import api_node, output_index
 
 pytestmark = pytest.mark.comfyui
 

@@ -12,7 +12,9 @@ import json
 import pytest
 from PIL import Image
 
-from comfyui_client import PACK_ROOT, SAMPLE_INPUTS, UI_ONLY_TYPES, adapt_for_test, ui_to_api, widget_slots
+from comfyui_server import PACK_ROOT
+from comfyui_session import SAMPLE_INPUTS
+from comfyui_workflow import UI_ONLY_TYPES, adapt_for_test, ui_to_api, widget_slots
 
 pytestmark = pytest.mark.comfyui
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_client import BROWSER_TEST_KEY, PACK_ROOT, ui_to_api
+from comfyui_server import PACK_ROOT
+from comfyui_session import BROWSER_TEST_KEY
+from comfyui_workflow import ui_to_api
 
 pytestmark = pytest.mark.comfyui
 

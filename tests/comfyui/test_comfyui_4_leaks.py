@@ -12,7 +12,9 @@ import urllib.parse
 import pytest
 from PIL import Image
 
-from comfyui_client import BROWSER_TEST_KEY, PACK_ROOT, adapt_for_test, ui_to_api
+from comfyui_server import PACK_ROOT
+from comfyui_session import BROWSER_TEST_KEY
+from comfyui_workflow import adapt_for_test, ui_to_api
 
 pytestmark = pytest.mark.comfyui
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from comfyui_client import api_node
+from comfyui_workflow import api_node
 
 pytestmark = pytest.mark.comfyui
 

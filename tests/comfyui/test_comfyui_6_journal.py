@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from comfyui_client import adapt_for_test, ui_to_api
+from comfyui_workflow import adapt_for_test, ui_to_api
 from test_comfyui_2_workflows import load
 from test_comfyui_5_runtime import _status, _wait_until
 

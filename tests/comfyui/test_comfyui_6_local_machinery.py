@@ -11,7 +11,7 @@ import time
 import pytest
 from PIL import Image
 
-from comfyui_client import api_node
+from comfyui_workflow import api_node
 
 pytestmark = pytest.mark.comfyui
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from comfyui_client import api_node, output_index
+from comfyui_workflow import api_node, output_index
 
 from comfyui_imgedit.nodes.core import masks as M
 

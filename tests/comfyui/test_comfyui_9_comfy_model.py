@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfyui_client import api_node
+from comfyui_workflow import api_node
 from test_comfyui_5_runtime import _wait_until
 
 pytestmark = pytest.mark.comfyui
