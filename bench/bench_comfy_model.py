@@ -113,7 +113,6 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="imgedit-bench-") as tmp:
         model, clip, vae = comfy.sd.load_checkpoint_guess_config(
             _checkpoint(args.checkpoint, tmp), output_vae=True, output_clip=True)[:3]
-    provider = ImgEditComfyModel.execute(model, clip, vae, "euler", "normal").result[0]
     import comfy.sample
 
     clock = ComfyClock()
@@ -129,6 +128,9 @@ def main(argv=None) -> int:
     steps, strength, cfg, seed = args.steps, args.strength, 7.0, 42
 
     def node_path():
+        # a new provider per run, as the core graph encodes its prompts anew each run: a kept provider
+        # would reuse its last conditioning (a real saving, but not the same job as the core graph's)
+        provider = ImgEditComfyModel.execute(model, clip, vae, "euler", "normal").result[0]
         return run_edit(provider, image, mask=mask, prompt="a red house", negative_prompt="blurry",
                         strength=strength, steps=steps, guidance=cfg, seed=seed).images
 

@@ -61,6 +61,7 @@ class ComfyModelProvider(Provider):
         self.model, self.clip, self.vae = model, clip, vae
         self.sampler_name, self.scheduler = sampler_name, scheduler
         self.size_rule = SizeRule(max_edge=None, multiple=vae_multiple(vae), mode="pad")
+        self._last_conditioning = None  # (clip, prompt, negative prompt, (positive, negative)) of the last encode
 
     def describe(self) -> dict[str, Any]:
         config = getattr(getattr(self.model, "model", None), "model_config", None)
@@ -90,9 +91,7 @@ class ComfyModelProvider(Provider):
         """(model, positive, negative, latent) as the core nodes would give them for this request."""
         import nodes
 
-        encoder = nodes.CLIPTextEncode()
-        positive = encoder.encode(self.clip, request.prompt)[0]
-        negative = encoder.encode(self.clip, request.negative_prompt)[0]
+        positive, negative = self._encode_prompts(request.prompt, request.negative_prompt)
         pixels = request.image[None, :, :, :3]
         if request.mask is None:
             return self.model, positive, negative, {"samples": self.vae.encode(pixels)}
@@ -103,6 +102,24 @@ class ComfyModelProvider(Provider):
             return self.model, positive, negative, latent
         latent = nodes.SetLatentNoiseMask().set_mask({"samples": self.vae.encode(pixels)}, mask)[0]
         return self._soft_mask_model(mask), positive, negative, latent
+
+    def _encode_prompts(self, prompt: str, negative_prompt: str):
+        """(positive, negative) from CLIPTextEncode, encoded once for the same clip and texts.
+
+        run_edit calls edit() once per sample and picture, while the core graph encodes once; so the
+        last pair is kept (one pair: nothing grows) and reused while clip and texts are the same.
+        Reusing it is what ComfyUI's cache does with a CLIPTextEncode output: nothing downstream
+        changes a conditioning in place (node_helpers.conditioning_set_values copies).
+        """
+        last = self._last_conditioning
+        if last is not None and last[0] is self.clip and last[1:3] == (prompt, negative_prompt):
+            return last[3]
+        import nodes
+
+        encoder = nodes.CLIPTextEncode()
+        encoded = (encoder.encode(self.clip, prompt)[0], encoder.encode(self.clip, negative_prompt)[0])
+        self._last_conditioning = (self.clip, prompt, negative_prompt, encoded)
+        return encoded
 
     def _soft_mask_model(self, mask):
         """The model, with core's DifferentialDiffusion on a clone when the mask has soft values."""

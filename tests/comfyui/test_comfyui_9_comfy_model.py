@@ -10,17 +10,23 @@ provider must not overlap other nodes as the remote ones do).
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from comfyui_server import PACK_ROOT
 from comfyui_workflow import api_node
 from test_comfyui_5_runtime import _wait_until
 
 pytestmark = pytest.mark.comfyui
 
+HERE = Path(__file__).resolve().parent
 PROMPT, NEGATIVE = "a red house by the sea", "blurry"
 
 
@@ -256,3 +262,21 @@ def test_cancel_stops_a_long_run_within_a_second(comfy, tmp_path):
     # the sampling thread stopped too: the next run starts and finishes normally
     nodes["4"]["inputs"].update(steps=4, seed=9)
     comfy.client.run(nodes, timeout=120)
+
+
+def test_prompts_are_encoded_once_per_run(comfy, tmp_path):
+    """2 pictures x 3 samples make 6 sampling calls but one encode of each text; a changed prompt is
+    encoded again and sampled with its own conditioning, and a new provider (new CLIP) encodes anew."""
+    (tmp_path / "comfyui_imgedit").symlink_to(PACK_ROOT, target_is_directory=True)
+    comfy_dir, checkpoint = comfy.server.comfy_dir, comfy.models["checkpoint_tiny-sd15"]
+    done = subprocess.run([comfy.server.python, str(HERE / "count_encodes.py"), str(checkpoint), str(tmp_path)],
+                          cwd=comfy_dir, env={**os.environ, "COMFYUI_DIR": str(comfy_dir)},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    first, second, again, new_clip = json.loads(done.stdout.strip().splitlines()[-1])
+    for run in (first, second, again, new_clip):
+        assert run["pictures"] == 6 and len(run["sampled_with"]) == 6
+        assert run["encoded"] == [run["prompt"], "blurry"], run  # once each, not once per sampling call
+        assert len(set(run["sampled_with"])) == 1
+    assert second["sampled_with"] != first["sampled_with"], "the changed prompt was sampled with stale conditioning"
+    assert again["sampled_with"] == first["sampled_with"] == new_clip["sampled_with"]
