@@ -116,6 +116,13 @@ def test_match_empty_loadimage_mask_any_aspect():
     assert out.shape == (1, 30, 90) and not bool(out.any())
 
 
+def test_aspect_matches_within_one_percent():
+    assert img.aspect_matches(45, 67, 90, 134)  # half size, same aspect
+    assert img.aspect_matches(100, 100, 100, 101)  # 1 % wider: still the same aspect
+    assert not img.aspect_matches(100, 100, 100, 102)  # 2 % wider: another aspect
+    assert not img.aspect_matches(24, 64, 64, 64)
+
+
 def test_broadcast_batch():
     a, b = img.broadcast_batch(torch.rand(1, 2, 2, 3), torch.rand(4, 2, 2))
     assert a.shape[0] == b.shape[0] == 4
