@@ -23,6 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::F
 from comfyui_imgedit.nodes.core.errors import InputError, MissingDependency  # noqa: E402
 from comfyui_imgedit.nodes.core.providers import local_diffusers as ld  # noqa: E402
 from comfyui_imgedit.nodes.core.providers import local_models as lm  # noqa: E402
+from comfyui_imgedit.nodes.core.providers import local_schedulers as schedulers  # noqa: E402
 from comfyui_imgedit.nodes.core.providers.local_diffusers import LocalDiffusersProvider  # noqa: E402
 from comfyui_imgedit.nodes.core.request import Cancelled, EditRequest, Hooks  # noqa: E402
 
@@ -250,10 +251,10 @@ def test_second_run_loads_nothing(roots, monkeypatch):
     assert again.pipeline("inpaint").unet is again.pipeline("img2img").unet
 
 
-@pytest.mark.parametrize("scheduler", lm.scheduler_names())
+@pytest.mark.parametrize("scheduler", schedulers.scheduler_names())
 def test_every_listed_scheduler_runs(roots, scheduler):
     """img2img and inpaint (4- and 9-channel) on SD, img2img on SDXL; Karras on SD when offered."""
-    info = lm.scheduler_info(scheduler)
+    info = schedulers.scheduler_info(scheduler)
     runs = [("tiny-sd", None, False), ("tiny-sd", blob_mask(), False), ("tiny-sd-inpaint", blob_mask(), False),
             ("tiny-sdxl", None, False)]
     if info.karras:
@@ -263,18 +264,18 @@ def test_every_listed_scheduler_runs(roots, scheduler):
         with UnetCounter(provider, "inpaint" if mask is not None else "img2img") as counter:
             out = provider.edit(req(mask=mask, steps=6, strength=0.75), Hooks())
         assert torch.isfinite(out.images[0]).all() and out.warnings == []
-        effective = info if info.class_name else lm.scheduler_info_for_class(out.metadata["scheduler"])
-        assert counter.calls == lm.unet_calls(effective, 6, 0.75), (model, karras)
+        effective = info if info.class_name else schedulers.scheduler_info_for_class(out.metadata["scheduler"])
+        assert counter.calls == schedulers.unet_calls(effective, 6, 0.75), (model, karras)
 
 
 def test_excluded_schedulers_are_refused_with_a_reason():
-    for name, reason in lm.EXCLUDED_SCHEDULERS.items():
-        assert name not in lm.scheduler_names()
+    for name, reason in schedulers.EXCLUDED_SCHEDULERS.items():
+        assert name not in schedulers.scheduler_names()
         with pytest.raises(InputError) as err:
-            lm.scheduler_info(name)
+            schedulers.scheduler_info(name)
         assert one_sentence(str(err.value)) and reason in str(err.value)
     with pytest.raises(InputError, match="unknown"):
-        lm.scheduler_info("FancyScheduler")
+        schedulers.scheduler_info("FancyScheduler")
 
 
 def test_karras_on_a_scheduler_without_it_warns(roots):
