@@ -273,3 +273,17 @@ def test_composite_exact_where_mask_is_0_or_1(seed):
 def test_composite_of_identical_pictures_is_exact():
     original = torch.rand(1, 6, 6, 3)
     assert torch.equal(img.composite(original, original.clone(), torch.rand(1, 6, 6)), original)
+
+
+@pytest.mark.parametrize("size", [(22, 2, 16), (40, 7, 4), (5, 3, 2), (22, 1, 16), (9, 1, 20)])
+def test_resizing_to_one_column_keeps_the_vertical_profile(size):
+    # torch's one-pass antialiased resize to width 1 returns one value for every row (the crop of a
+    # 1-pixel-wide picture then came back as a flat colour); rows must keep their own values. The
+    # reference is the same resize to 3 columns, which torch gets right, of a picture constant across.
+    height, width, new_height = size
+    column = (0.2 + 0.005 * torch.arange(height, dtype=torch.float32))[:, None, None]
+    picture = column.expand(height, width, 3).contiguous()
+    expected = img.resize_image(column.expand(height, 3, 3).contiguous(), new_height, 3)[:, :1]
+    assert torch.allclose(img.resize_image(picture, new_height, 1), expected, atol=1e-5)
+    expected_mask = img.resize_mask(column[..., 0].expand(height, 3).contiguous(), new_height, 3)[:, :1]
+    assert torch.allclose(img.resize_mask(picture[..., 0], new_height, 1), expected_mask, atol=1e-5)

@@ -161,7 +161,13 @@ def _interpolate(t: torch.Tensor, h: int, w: int, method: str) -> torch.Tensor:
         out = F.interpolate(t, size=(h, w), mode=method)
     else:
         shrinking = h < t.shape[-2] or w < t.shape[-1]
-        out = F.interpolate(t, size=(h, w), mode=method, align_corners=False, antialias=shrinking)
+        if shrinking and w == 1 and h != t.shape[-2]:
+            # torch's antialiased kernel (2.13, CPU) gives every row one value when the output is one
+            # pixel wide and the height changes; a one-pixel-high output is right, so resize transposed.
+            out = F.interpolate(t.transpose(-1, -2), size=(w, h), mode=method, align_corners=False,
+                                antialias=True).transpose(-1, -2).contiguous()
+        else:
+            out = F.interpolate(t, size=(h, w), mode=method, align_corners=False, antialias=shrinking)
     # Bicubic overshoots at hard edges; keep the 0..1 contract.
     return out.clamp_(0.0, 1.0) if method == "bicubic" else out
 
