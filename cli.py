@@ -109,6 +109,9 @@ def _save(images, output: Path) -> list[Path]:
     return paths
 
 
+DEMO_TARGET_EDGE = 512
+
+
 def run_demo(out_dir: Path) -> dict[str, Any]:
     """Crop -> inpaint (ModelsLab protocol, queued job) -> stitch on the sample, against the sandbox."""
     from .nodes.core import images as img
@@ -125,8 +128,11 @@ def run_demo(out_dir: Path) -> dict[str, Any]:
     mask = masks.grow_mask(painted, 8, "round")
     mask = masks.feather_mask(mask, 12, "outward")
     steps.append(f"mask: grown 8 px (round), feathered 12 px outward; {float((mask > 0).float().mean()) * 100:.1f}% of the picture")
-    crops, crop_masks, record = masks.crop_to_mask(picture, mask, context=0.5, max_edge=1024, multiple_of=8)
-    steps.append(f"crop: {tuple(picture.shape[1:3])} -> {tuple(crops.shape[1:3])} around the mask")
+    # target_edge 512: the model works near its native size, not at the small region's own size
+    crops, crop_masks, record = masks.crop_to_mask(picture, mask, context=0.5, max_edge=1024, multiple_of=8,
+                                                   target_edge=DEMO_TARGET_EDGE)
+    steps.append(f"crop: {tuple(picture.shape[1:3])} -> {tuple(crops.shape[1:3])} around the mask "
+                 f"(longest edge scaled to {DEMO_TARGET_EDGE})")
 
     # The sandbox's URLs and fake key go into the environment only while it runs.
     with SandboxServer(key="demo-key-not-real") as sandbox, sandbox.patch_env():
@@ -137,8 +143,9 @@ def run_demo(out_dir: Path) -> dict[str, Any]:
         elapsed = time.monotonic() - started
     steps.append(f"inpaint: ModelsLab v6 protocol on the sandbox at 127.0.0.1, {outcome.info.get('calls')} call(s), "
                  f"{elapsed:.2f} s, seeds {outcome.info.get('seeds')}")
-    result = masks.stitch(record, outcome.images, feather=8)
-    steps.append(f"stitch: back into {tuple(result.shape[1:3])}; pixels outside the crop box are the original's")
+    result = masks.stitch(record, outcome.images, feather=8, color_match="lab")
+    steps.append(f"stitch: back into {tuple(result.shape[1:3])} with lab colour match; pixels outside the crop box "
+                 "are the original's")
 
     paths = {"result": out_dir / "demo_result.png", "mask": out_dir / "demo_mask.png", "crop": out_dir / "demo_crop.png"}
     img.tensor_to_pil(result[0]).save(paths["result"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from comfy_api.latest import ComfyExtension, io
@@ -9,33 +10,23 @@ from comfy_api.latest import ComfyExtension, io
 log = logging.getLogger("comfyui_imgedit")
 
 
+# (module, function, what a failure means): each step imported only here, at ComfyUI's start.
+_SERVER_SIDE_STEPS = (
+    ("key_routes", "register_with_comfyui", "the API-key settings route is unavailable"),
+    ("comfy_memory", "register_cache_route", "the local cache route is unavailable"),
+    ("journal_routes", "start_journal", "the journal settings route is unavailable"),
+    ("assets", "install_sample_inputs", "could not copy the sample pictures into ComfyUI's input folder"),
+)
+
+
 def _server_side_setup() -> None:
     """The /imgedit/keys, /imgedit/local/cache and /imgedit/journal routes, the journal's summary line
-    and the sample inputs; guarded so a failure never breaks ComfyUI's start."""
-    try:
-        from .key_routes import register_with_comfyui
-
-        register_with_comfyui()
-    except Exception as error:  # pragma: no cover - only inside ComfyUI
-        log.warning("ImgEdit: the API-key settings route is unavailable: %s", error)
-    try:
-        from .comfy_memory import register_cache_route
-
-        register_cache_route()
-    except Exception as error:  # pragma: no cover
-        log.warning("ImgEdit: the local cache route is unavailable: %s", error)
-    try:
-        from .journal_routes import start_journal
-
-        start_journal()
-    except Exception as error:  # pragma: no cover - only inside ComfyUI
-        log.warning("ImgEdit: the journal settings route is unavailable: %s", error)
-    try:
-        from .assets import install_sample_inputs
-
-        install_sample_inputs()
-    except Exception as error:  # pragma: no cover
-        log.warning("ImgEdit: could not copy the sample pictures into ComfyUI's input folder: %s", error)
+    and the sample inputs; each guarded so a failure never breaks ComfyUI's start (nor the next step)."""
+    for module, function, failure in _SERVER_SIDE_STEPS:
+        try:
+            getattr(importlib.import_module(f".{module}", __package__), function)()
+        except Exception as error:  # pragma: no cover - only inside ComfyUI
+            log.warning("ImgEdit: %s: %s", failure, error)
 
 
 # Before the node modules: the key route works even if a node module fails to import.

@@ -7,26 +7,22 @@
   switch in ``<user dir>/imgedit/settings.json``.
 
 The journal itself is ComfyUI-free (:mod:`.core.journal`); this module only finds ComfyUI's user
-folder (``user/imgedit/journal/``) and talks HTTP. aiohttp is imported lazily, as in key_routes.
+folder (``user/imgedit/journal/``) and talks HTTP (body reading and registration: :mod:`.route_helpers`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
-from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 from .core import journal as jr
-from .key_routes import _json, _read_body, comfy_user_dir
+from .route_helpers import PathLike, comfy_user_dir, json_response, read_json_body, register_user_dir_routes
 
 log = logging.getLogger("comfyui_imgedit")
 
 ROUTE = "/imgedit/journal"
-
-PathLike = Union[str, Path]
 
 
 def node_user_dir() -> Optional[str]:
@@ -46,45 +42,27 @@ def journal_state(user_dir: PathLike) -> dict:
 
 
 async def get_journal(request, user_dir: PathLike):
-    return _json(200, await asyncio.to_thread(journal_state, user_dir))
+    return json_response(200, await asyncio.to_thread(journal_state, user_dir))
 
 
 async def post_journal(request, user_dir: PathLike):
     """``POST /imgedit/journal`` ``{"enabled": bool}``: the settings panel's switch."""
-    body, error = await _read_body(request)
+    data, error = await read_json_body(request)
     if error is not None:
         return error
-    if request.content_type != "application/json":
-        return _json(415, {"error": "send JSON (Content-Type: application/json)."})
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return _json(400, {"error": "the body is not valid JSON."})
     if not isinstance(data, dict) or set(data) != {"enabled"} or not isinstance(data["enabled"], bool):
-        return _json(400, {"error": 'send {"enabled": true} or {"enabled": false}.'})
+        return json_response(400, {"error": 'send {"enabled": true} or {"enabled": false}.'})
     try:
         await asyncio.to_thread(jr.set_panel_enabled, user_dir, data["enabled"])
     except OSError as exc:
-        return _json(500, {"error": f"could not write the settings file ({type(exc).__name__})."})
+        return json_response(500, {"error": f"could not write the settings file ({type(exc).__name__})."})
     log.info("ImgEdit: the journal of paid calls was turned %s in the settings.", "on" if data["enabled"] else "off")
-    return _json(200, {"ok": True, **await asyncio.to_thread(journal_state, user_dir)})
+    return json_response(200, {"ok": True, **await asyncio.to_thread(journal_state, user_dir)})
 
 
 def register(routes, user_dir: Optional[Callable[[], PathLike]] = None) -> bool:
     """Add ``GET``/``POST /imgedit/journal`` to an aiohttp ``RouteTableDef``. Idempotent."""
-    if any(getattr(existing, "path", None) == ROUTE for existing in routes):
-        return False
-    user_dir_fn = user_dir or comfy_user_dir
-
-    @routes.get(ROUTE)
-    async def imgedit_get_journal(request):
-        return await get_journal(request, user_dir_fn())
-
-    @routes.post(ROUTE)
-    async def imgedit_post_journal(request):
-        return await post_journal(request, user_dir_fn())
-
-    return True
+    return register_user_dir_routes(routes, ROUTE, get_journal, post_journal, user_dir)
 
 
 def start_journal() -> None:

@@ -13,42 +13,29 @@ A key is never sent back, logged or put in an error message. Bodies over :data:`
 413, non-JSON content types 415 (a cross-site form cannot send ``application/json`` without a CORS
 preflight, which ComfyUI does not grant), unknown services or malformed keys 400.
 
-The handlers are plain functions of ``(request, user_dir)`` so tests drive them with aiohttp's test
-utilities without ComfyUI; :func:`register` adds them to ``PromptServer.instance.routes`` and reads
-the user directory from ``folder_paths`` at request time. aiohttp is imported lazily (it is a
-ComfyUI dependency, not the pack's).
+The handlers are plain functions of ``(request, user_dir)`` (see :mod:`.route_helpers`, which
+reads the body and registers them) so tests drive them with aiohttp's test utilities without ComfyUI.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
-from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional
 
 from .core import keys as keystore
 from .core.errors import InputError
 from .core.services import SERVICES as TABLE
+from .route_helpers import MAX_BODY, PathLike, json_response, read_json_body, register_user_dir_routes
 
 log = logging.getLogger("comfyui_imgedit")
 
 ROUTE = "/imgedit/keys"
-#: Largest accepted request body, bytes.
-MAX_BODY = 4096
 #: Accepted key shape: 8..256 printable ASCII characters, no spaces, quotes, backslashes or <>.
 KEY_PATTERN = re.compile(r"[!#$%&()*+,\-./0-9:;=?@A-Z\[\]^_a-z{|}~]{8,256}")
 #: Service names accepted in a POST (``sdapi`` shares ModelsLab's key).
 SERVICES = tuple(keystore.KEY_ENV) + tuple(keystore.KEY_ALIASES)
-
-PathLike = Union[str, Path]
-
-
-def _json(status: int, payload: dict):
-    from aiohttp import web
-
-    return web.json_response(payload, status=status, headers={"Cache-Control": "no-store"})
 
 
 def key_status(user_dir: Optional[PathLike]) -> dict[str, bool]:
@@ -64,98 +51,61 @@ def service_rows(status: dict[str, bool]) -> list[dict]:
 async def get_keys(request, user_dir: Optional[PathLike]):
     """``GET /imgedit/keys`` -> ``{"keys": {service: bool}, "services": [row, ...]}``."""
     status = key_status(user_dir)
-    return _json(200, {"keys": status, "services": service_rows(status)})
-
-
-async def _read_body(request) -> tuple[Optional[bytes], Optional[Any]]:
-    """The raw body, or ``(None, error response)`` when too large."""
-    length = request.content_length
-    if length is not None and length > MAX_BODY:
-        return None, _json(413, {"error": f"request body too large (max {MAX_BODY} bytes)."})
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        return None, _json(413, {"error": f"request body too large (max {MAX_BODY} bytes)."})
-    return body, None
+    return json_response(200, {"keys": status, "services": service_rows(status)})
 
 
 async def post_keys(request, user_dir: PathLike):
     """``POST /imgedit/keys``: set (``key``) or clear (``key: ""`` / ``clear: true``) one service's key."""
-    body, error = await _read_body(request)
+    data, error = await read_json_body(request, send_what="the key as JSON")
     if error is not None:
         return error
-    if request.content_type != "application/json":
-        return _json(415, {"error": "send the key as JSON (Content-Type: application/json)."})
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return _json(400, {"error": "the body is not valid JSON."})
     if not isinstance(data, dict):
-        return _json(400, {"error": 'send a JSON object: {"service": "...", "key": "..."}.'})
+        return json_response(400, {"error": 'send a JSON object: {"service": "...", "key": "..."}.'})
     if set(data) - {"service", "key", "clear"}:
         # never echo the names: a pasted key could be one of them
-        return _json(400, {"error": 'unknown field(s); send only "service", "key" and "clear".'})
+        return json_response(400, {"error": 'unknown field(s); send only "service", "key" and "clear".'})
 
     service = data.get("service")
     if not isinstance(service, str) or service.strip().lower() not in SERVICES:
-        return _json(400, {"error": f"unknown service; use one of {', '.join(SERVICES)}."})
+        return json_response(400, {"error": f"unknown service; use one of {', '.join(SERVICES)}."})
     service = service.strip().lower()
     owner = keystore.KEY_ALIASES.get(service, service)
 
     clear = data.get("clear", False)
     if not isinstance(clear, bool):
-        return _json(400, {"error": '"clear" must be true or false.'})
+        return json_response(400, {"error": '"clear" must be true or false.'})
     key = data.get("key", "")
     if key is None:
         key = ""
     if not isinstance(key, str):
-        return _json(400, {"error": '"key" must be a string.'})
+        return json_response(400, {"error": '"key" must be a string.'})
     key = key.strip()
 
     try:
         if clear or not key:
             if clear and key:
-                return _json(400, {"error": 'send either "key" or "clear": true, not both.'})
+                return json_response(400, {"error": 'send either "key" or "clear": true, not both.'})
             await asyncio.to_thread(keystore.clear_key, service, user_dir)
             log.info("ImgEdit: cleared the stored %s API key.", owner)
             action = "cleared"
         else:
             if not KEY_PATTERN.fullmatch(key):
-                return _json(400, {"error": "that does not look like an API key: use 8 to 256 printable "
+                return json_response(400, {"error": "that does not look like an API key: use 8 to 256 printable "
                                             "characters without spaces or quotes."})
             await asyncio.to_thread(keystore.save_key, service, key, user_dir)
             log.info("ImgEdit: stored a %s API key in the user directory.", owner)
             action = "saved"
     except InputError as exc:
-        return _json(400, {"error": keystore.redact(exc, key)})
+        return json_response(400, {"error": keystore.redact(exc, key)})
     except OSError as exc:
-        return _json(500, {"error": f"could not write the key file ({type(exc).__name__})."})
-    return _json(200, {"ok": True, "service": owner, "action": action, "keys": key_status(user_dir)})
-
-
-def comfy_user_dir() -> str:
-    """ComfyUI's user directory (``--user-directory`` or ``<base>/user``)."""
-    import folder_paths  # ComfyUI's module; only inside ComfyUI
-
-    return folder_paths.get_user_directory()
+        return json_response(500, {"error": f"could not write the key file ({type(exc).__name__})."})
+    return json_response(200, {"ok": True, "service": owner, "action": action, "keys": key_status(user_dir)})
 
 
 def register(routes, user_dir: Optional[Callable[[], PathLike]] = None) -> bool:
     """Add ``GET``/``POST /imgedit/keys`` to an aiohttp ``RouteTableDef`` (ComfyUI's
-    ``PromptServer.instance.routes``; ComfyUI also serves it under ``/api``). Idempotent."""
-    for existing in routes:
-        if getattr(existing, "path", None) == ROUTE:
-            return False
-    user_dir_fn = user_dir or comfy_user_dir
-
-    @routes.get(ROUTE)
-    async def imgedit_get_keys(request):
-        return await get_keys(request, user_dir_fn())
-
-    @routes.post(ROUTE)
-    async def imgedit_post_keys(request):
-        return await post_keys(request, user_dir_fn())
-
-    return True
+    ``PromptServer.instance.routes``). Idempotent."""
+    return register_user_dir_routes(routes, ROUTE, get_keys, post_keys, user_dir)
 
 
 def register_with_comfyui() -> bool:
@@ -171,4 +121,4 @@ def register_with_comfyui() -> bool:
 
 
 __all__ = ["ROUTE", "MAX_BODY", "SERVICES", "key_status", "service_rows", "get_keys", "post_keys", "register",
-           "register_with_comfyui", "comfy_user_dir"]
+           "register_with_comfyui"]

@@ -13,7 +13,8 @@ from comfy_api.latest import io
 
 from .comfy_types import PROVIDER
 
-from .core.providers.local_models import ModelRoots, list_loras, list_models, resolve_lora, resolve_model, scheduler_names
+from .core.providers.local_models import ModelRoots, list_loras, list_models, resolve_lora, resolve_model
+from .core.providers.local_schedulers import scheduler_names
 
 NO_LORA = "none"
 NO_MODEL = "(no local models found)"

@@ -1,4 +1,5 @@
-"""Shared pytest setup: keep the developer's real keys, service URLs and journal out of every test."""
+"""Shared pytest setup: keep the developer's real keys, service URLs and journal out of every test;
+one torch thread and the tiny local models for the local-provider tests."""
 
 import os
 
@@ -34,3 +35,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict:
+    """Tiny random-weight SD, SD-inpaint and SDXL models, a single-file checkpoint and a LoRA in a
+    temp ``diffusers``/``checkpoints``/``loras`` tree (tests/tiny_models.py), built once for the
+    local-provider modules (test_local_diffusers, test_local_models)."""
+    from tiny_models import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def roots(tiny):
+    """The pack's model roots over :func:`tiny`'s tree."""
+    from comfyui_imgedit.nodes.core.providers import local_models as lm
+
+    return lm.ModelRoots.of([tiny["diffusers"]], [tiny["checkpoints"]], [tiny["loras"]])

@@ -21,6 +21,8 @@ def test_demo_writes_a_stitched_result_of_the_sample_size(tmp_path, capsys):
     assert "stitch" in printed and "127.0.0.1" in printed
     with Image.open(tmp_path / "demo_result.png") as result, Image.open(tmp_path / "demo_mask.png") as mask:
         assert result.size == mask.size == (768, 512)
+    with Image.open(tmp_path / "demo_crop.png") as crop:
+        assert max(crop.size) == 512  # the small region is sent near the model's native size
 
 
 def test_img2img_and_inpaint_through_the_sandbox(tmp_path, capsys, monkeypatch):

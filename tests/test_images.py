@@ -116,6 +116,13 @@ def test_match_empty_loadimage_mask_any_aspect():
     assert out.shape == (1, 30, 90) and not bool(out.any())
 
 
+def test_aspect_matches_within_one_percent():
+    assert img.aspect_matches(45, 67, 90, 134)  # half size, same aspect
+    assert img.aspect_matches(100, 100, 100, 101)  # 1 % wider: still the same aspect
+    assert not img.aspect_matches(100, 100, 100, 102)  # 2 % wider: another aspect
+    assert not img.aspect_matches(24, 64, 64, 64)
+
+
 def test_broadcast_batch():
     a, b = img.broadcast_batch(torch.rand(1, 2, 2, 3), torch.rand(4, 2, 2))
     assert a.shape[0] == b.shape[0] == 4
@@ -266,3 +273,17 @@ def test_composite_exact_where_mask_is_0_or_1(seed):
 def test_composite_of_identical_pictures_is_exact():
     original = torch.rand(1, 6, 6, 3)
     assert torch.equal(img.composite(original, original.clone(), torch.rand(1, 6, 6)), original)
+
+
+@pytest.mark.parametrize("size", [(22, 2, 16), (40, 7, 4), (5, 3, 2), (22, 1, 16), (9, 1, 20)])
+def test_resizing_to_one_column_keeps_the_vertical_profile(size):
+    # torch's one-pass antialiased resize to width 1 returns one value for every row (the crop of a
+    # 1-pixel-wide picture then came back as a flat colour); rows must keep their own values. The
+    # reference is the same resize to 3 columns, which torch gets right, of a picture constant across.
+    height, width, new_height = size
+    column = (0.2 + 0.005 * torch.arange(height, dtype=torch.float32))[:, None, None]
+    picture = column.expand(height, width, 3).contiguous()
+    expected = img.resize_image(column.expand(height, 3, 3).contiguous(), new_height, 3)[:, :1]
+    assert torch.allclose(img.resize_image(picture, new_height, 1), expected, atol=1e-5)
+    expected_mask = img.resize_mask(column[..., 0].expand(height, 3).contiguous(), new_height, 3)[:, :1]
+    assert torch.allclose(img.resize_mask(picture[..., 0], new_height, 1), expected_mask, atol=1e-5)

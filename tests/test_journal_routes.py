@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
-from aiohttp import web  # noqa: E402
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from comfyui_imgedit.nodes import journal_routes  # noqa: E402
 from comfyui_imgedit.nodes.core import journal as jr  # noqa: E402
+from route_support import serve_routes  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -21,16 +19,8 @@ def _journal_in_the_user_dir(monkeypatch):
 
 
 def run(user_dir, scenario):
-    async def main():
-        routes = web.RouteTableDef()
-        assert journal_routes.register(routes, user_dir=lambda: user_dir)
-        assert not journal_routes.register(routes, user_dir=lambda: user_dir)  # idempotent
-        app = web.Application()
-        app.add_routes(routes)
-        async with TestClient(TestServer(app)) as client:
-            return await scenario(client)
-
-    return asyncio.run(main())
+    """Serve the route on a RouteTableDef (as ComfyUI does) and run ``scenario(client)``."""
+    return serve_routes(journal_routes.register, user_dir, scenario)
 
 
 async def post(client, payload, content_type="application/json"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
@@ -10,29 +9,18 @@ import stat
 import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
-from aiohttp import web  # noqa: E402
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from comfyui_imgedit.nodes import key_routes  # noqa: E402
 from comfyui_imgedit.nodes.core import keys as keystore  # noqa: E402
 from comfyui_imgedit.nodes.core.services import SERVICES
+from route_support import serve_routes  # noqa: E402
 
 KEY = "dz-TEST-0123456789abcdef"
 
 
 def run(user_dir, scenario):
     """Serve the route on a RouteTableDef (as ComfyUI does) and run ``scenario(client)``."""
-
-    async def main():
-        routes = web.RouteTableDef()
-        assert key_routes.register(routes, user_dir=lambda: user_dir)
-        assert not key_routes.register(routes, user_dir=lambda: user_dir)  # idempotent
-        app = web.Application()
-        app.add_routes(routes)
-        async with TestClient(TestServer(app)) as client:
-            return await scenario(client)
-
-    return asyncio.run(main())
+    return serve_routes(key_routes.register, user_dir, scenario)
 
 
 async def post(client, payload, **kw):

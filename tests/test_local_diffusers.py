@@ -1,15 +1,13 @@
-"""The local diffusers provider on tiny random-weight models (built by tests/tiny_models.py).
+"""The local diffusers provider on tiny random-weight models (built by tests/tiny_models.py): runs.
 
-Everything loads through the pack's real loader from a temp ``diffusers``/``checkpoints``/``loras``
-tree; nothing is downloaded.
+Sizes, batches and seeds, step counts, Cancel, the model cache, LoRA, clip skip, dtype/device and
+previews. Discovery, schedulers and imports are in test_local_models.py. Everything loads through
+the pack's real loader from a temp ``diffusers``/``checkpoints``/``loras`` tree; nothing is
+downloaded.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,128 +22,13 @@ from comfyui_imgedit.nodes.core.errors import InputError, MissingDependency  # n
 from comfyui_imgedit.nodes.core.providers import local_diffusers as ld  # noqa: E402
 from comfyui_imgedit.nodes.core.providers import local_models as lm  # noqa: E402
 from comfyui_imgedit.nodes.core.providers.local_diffusers import LocalDiffusersProvider  # noqa: E402
-from comfyui_imgedit.nodes.core.request import Cancelled, EditRequest, Hooks  # noqa: E402
+from comfyui_imgedit.nodes.core.request import Cancelled, Hooks  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_models import build_single_file, build_tiny_models  # noqa: E402
-
-EULER = "EulerDiscreteScheduler"
+from local_support import EULER, UnetCounter, blob_mask, fresh_cache_one_thread, one_sentence, picture, req  # noqa: E402,F401
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> dict:
-    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
-
-
-@pytest.fixture(scope="session")
-def roots(tiny) -> lm.ModelRoots:
-    return lm.ModelRoots.of([tiny["diffusers"]], [tiny["checkpoints"]], [tiny["loras"]])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fresh_cache_one_thread(one_torch_thread):
-    """An empty model cache for this module (and one torch thread, see conftest)."""
-    ld.clear_cache()
-    yield
-    ld.clear_cache()
-
-
-def picture(h=64, w=64, seed=0) -> torch.Tensor:
-    return torch.rand(h, w, 3, generator=torch.Generator().manual_seed(seed))
-
-
-def blob_mask(h=64, w=64) -> torch.Tensor:
-    m = torch.zeros(h, w)
-    m[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1.0
-    return m
-
-
-def req(image=None, **kw) -> EditRequest:
-    base = dict(prompt="a red cat", image=picture() if image is None else image, steps=10, strength=0.5, seed=7)
-    base.update(kw)
-    return EditRequest(**base)
-
-
-class UnetCounter:
-    def __init__(self, provider, task="img2img"):
-        self.unet = provider.pipeline(task).unet
-        self.calls = 0
-
-    def __enter__(self):
-        self.handle = self.unet.register_forward_pre_hook(self._hook)
-        return self
-
-    def _hook(self, *_):
-        self.calls += 1
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-
-def one_sentence(message: str) -> bool:
-    return "\n" not in message and message.rstrip().endswith(".") and len(message) < 400
-
-
-# -- discovery --------------------------------------------------------------------------------
-
-def test_lists_folders_checkpoints_and_loras(roots):
-    assert lm.list_models(roots) == ["tiny-sd", "tiny-sd-inpaint", "tiny-sdxl", "tiny-sd.safetensors"]
-    assert lm.list_loras(roots) == ["tiny-lora.safetensors"]
-    spec = lm.resolve_model("tiny-sd.safetensors", roots)
-    assert spec.kind == "single_file" and spec.family == "sd" and spec.config_path.endswith("tiny-sd")
-    assert lm.resolve_model("tiny-sd-inpaint", roots).in_channels == 9
-    assert lm.resolve_model("tiny-sdxl", roots).family == "sdxl"
-
-
-def test_missing_model_names_where_it_looked(roots, tiny):
-    with pytest.raises(InputError) as err:
-        lm.resolve_model("nope", roots)
-    msg = str(err.value)
-    assert one_sentence(msg) and str(tiny["diffusers"]) in msg and str(tiny["checkpoints"]) in msg
-    with pytest.raises(InputError, match="no local model is selected"):
-        lm.resolve_model("", lm.ModelRoots())
-    with pytest.raises(InputError, match="does not exist"):
-        LocalDiffusersProvider(tiny["root"] / "missing-folder")
-    with pytest.raises(InputError, match="lora"):
-        lm.resolve_lora("nope.safetensors", roots)
-
-
-def test_unsupported_and_config_only_folders(tmp_path, tiny):
-    diff = tmp_path / "diffusers"
-    flux = diff / "some-flux"
-    flux.mkdir(parents=True)
-    (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    # a config-only copy of tiny-sd: usable as a config donor, not listed as a model
-    donor = diff / "sd-configs"
-    shutil.copytree(tiny["sd"], donor, ignore=shutil.ignore_patterns("*.safetensors"))
-    ckpts = tmp_path / "checkpoints"
-    ckpts.mkdir()
-    shutil.copy(tiny["checkpoint"], ckpts / "mine.safetensors")
-    (ckpts / "junk.safetensors").write_bytes(b"not a safetensors file")
-    roots = lm.ModelRoots.of([diff], [ckpts])
-    assert lm.list_models(roots) == ["mine.safetensors"]
-    with pytest.raises(InputError, match="FluxPipeline"):
-        lm.resolve_model("some-flux", roots)
-    with pytest.raises(InputError, match="no UNet weights"):
-        lm.resolve_model("sd-configs", roots)
-    with pytest.raises(InputError, match="not a Stable Diffusion"):
-        lm.resolve_model("junk.safetensors", roots)
-    # without any donor the checkpoint is not listed, and choosing it says what to do
-    bare = lm.ModelRoots.of([tmp_path / "empty"], [ckpts])
-    assert lm.list_models(bare) == []
-    with pytest.raises(InputError) as err:
-        lm.resolve_model("mine.safetensors", bare)
-    assert one_sentence(str(err.value)) and "configs" in str(err.value)
-    out = LocalDiffusersProvider(lm.resolve_model("mine.safetensors", roots), scheduler=EULER).edit(req(), Hooks())
-    assert out.images[0].shape == (64, 64, 3)
-    # the same by paths (the CLI's way): a single file needs config_path
-    by_path = LocalDiffusersProvider(model_path=str(ckpts / "mine.safetensors"), config_path=str(donor), scheduler=EULER)
-    assert torch.equal(by_path.edit(req(), Hooks()).images[0], out.images[0])
-    with pytest.raises(InputError, match="config_path"):
-        LocalDiffusersProvider(model_path=str(ckpts / "mine.safetensors"))
-
-
-# -- running ----------------------------------------------------------------------------------
+# -- running -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sd-inpaint", "tiny-sdxl", "tiny-sd.safetensors"])
 def test_img2img_and_inpaint_keep_the_size(roots, name):
@@ -250,38 +133,6 @@ def test_second_run_loads_nothing(roots, monkeypatch):
     assert again.pipeline("inpaint").unet is again.pipeline("img2img").unet
 
 
-@pytest.mark.parametrize("scheduler", lm.scheduler_names())
-def test_every_listed_scheduler_runs(roots, scheduler):
-    """img2img and inpaint (4- and 9-channel) on SD, img2img on SDXL; Karras on SD when offered."""
-    info = lm.scheduler_info(scheduler)
-    runs = [("tiny-sd", None, False), ("tiny-sd", blob_mask(), False), ("tiny-sd-inpaint", blob_mask(), False),
-            ("tiny-sdxl", None, False)]
-    if info.karras:
-        runs += [("tiny-sd", None, True), ("tiny-sd-inpaint", blob_mask(), True)]
-    for model, mask, karras in runs:
-        provider = LocalDiffusersProvider(lm.resolve_model(model, roots), scheduler=scheduler, karras_sigmas=karras)
-        with UnetCounter(provider, "inpaint" if mask is not None else "img2img") as counter:
-            out = provider.edit(req(mask=mask, steps=6, strength=0.75), Hooks())
-        assert torch.isfinite(out.images[0]).all() and out.warnings == []
-        effective = info if info.class_name else lm.scheduler_info_for_class(out.metadata["scheduler"])
-        assert counter.calls == lm.unet_calls(effective, 6, 0.75), (model, karras)
-
-
-def test_excluded_schedulers_are_refused_with_a_reason():
-    for name, reason in lm.EXCLUDED_SCHEDULERS.items():
-        assert name not in lm.scheduler_names()
-        with pytest.raises(InputError) as err:
-            lm.scheduler_info(name)
-        assert one_sentence(str(err.value)) and reason in str(err.value)
-    with pytest.raises(InputError, match="unknown"):
-        lm.scheduler_info("FancyScheduler")
-
-
-def test_karras_on_a_scheduler_without_it_warns(roots):
-    provider = LocalDiffusersProvider(lm.resolve_model("tiny-sd", roots), scheduler="DDIMScheduler", karras_sigmas=True)
-    assert "karras_sigmas was ignored" in provider.edit(req(), Hooks()).warnings[0]
-
-
 def test_lora_strength_and_switching_back(roots, tiny):
     spec = lm.resolve_model("tiny-sd", roots)
     base = LocalDiffusersProvider(spec, scheduler=EULER).edit(req(), Hooks()).images[0]
@@ -358,19 +209,6 @@ def test_preview_hook_gets_each_steps_latents_before_its_progress(roots):
     assert events == [e for step in range(1, 6) for e in (("preview", (1, 4, 8, 8), "sd"), ("progress", step, 5))]
 
 
-def test_single_file_inpaint_checkpoint_with_an_ordinary_donor(tmp_path, tiny):
-    diff = tmp_path / "diffusers"
-    shutil.copytree(tiny["sd"], diff / "sd-donor")
-    ckpt = build_single_file(tiny["sd_inpaint"], tmp_path / "checkpoints" / "tiny-inpaint.safetensors")
-    roots = lm.ModelRoots.of([diff], [ckpt.parent])
-    spec = lm.resolve_model("tiny-inpaint.safetensors", roots)
-    assert spec.in_channels == 9 and spec.config_path.endswith("sd-donor")
-    provider = LocalDiffusersProvider(spec, scheduler=EULER)
-    assert provider.pipeline("inpaint").unet.config.in_channels == 9
-    out = provider.edit(req(mask=blob_mask()), Hooks())
-    assert out.images[0].shape == (64, 64, 3)
-
-
 def test_bad_request_inputs(roots):
     provider = LocalDiffusersProvider(lm.resolve_model("tiny-sd", roots))
     with pytest.raises(InputError, match="mask"):
@@ -379,33 +217,3 @@ def test_bad_request_inputs(roots):
         provider.edit(req(torch.rand(64, 64)), Hooks())
     with pytest.raises(InputError, match="strength"):
         provider.edit(req(strength=1.5), Hooks())
-
-
-# -- dependencies and imports -------------------------------------------------------------------
-
-def test_missing_diffusers_is_one_sentence(roots, monkeypatch):
-    ld.clear_cache()
-    monkeypatch.setitem(sys.modules, "diffusers", None)
-    provider = LocalDiffusersProvider(lm.resolve_model("tiny-sd", roots))  # construction needs no diffusers
-    with pytest.raises(MissingDependency) as err:
-        provider.edit(req(), Hooks())
-    assert str(err.value) == ld.MISSING_DIFFUSERS and one_sentence(str(err.value))
-    assert ld.cache_stats()["entries"] == []  # the failed load left nothing behind
-
-
-def test_import_and_construction_do_not_import_diffusers(tiny):
-    code = (
-        "import sys\n"
-        "from comfyui_imgedit.nodes.core.providers.local_diffusers import LocalDiffusersProvider\n"
-        "from comfyui_imgedit.nodes.core.providers import local_models as lm\n"
-        f"roots = lm.ModelRoots.of([{str(tiny['diffusers'])!r}], [{str(tiny['checkpoints'])!r}])\n"
-        "names = lm.list_models(roots)\n"
-        "LocalDiffusersProvider(lm.resolve_model(names[0], roots), scheduler='UniPCMultistepScheduler')\n"
-        "heavy = [m for m in ('diffusers', 'transformers') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-        "print(len(names))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "4"

@@ -42,7 +42,7 @@ def test_package_root_and_mask_and_remote_code_import_without_heavy_packages():
     loaded = _imported_after(
         "import comfyui_imgedit, comfyui_imgedit.nodes.core.masks, comfyui_imgedit.nodes.core.edit, "
         "comfyui_imgedit.nodes.core.providers.dezgo, comfyui_imgedit.nodes.core.providers.modelslab, "
-        "comfyui_imgedit.nodes.core.providers.local_models")
+        "comfyui_imgedit.nodes.core.providers.local_models, comfyui_imgedit.nodes.core.providers.local_schedulers")
     assert not {"diffusers", "transformers", "accelerate", "peft", "comfy_api"} & loaded
 
 

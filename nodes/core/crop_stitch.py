@@ -271,7 +271,7 @@ def crop_like(record: StitchRecord, image: Optional[torch.Tensor] = None, mask: 
         pictures = img.to_image_batch(image, name="image")
         ph, pw = int(pictures.shape[1]), int(pictures.shape[2])
         if (ph, pw) != (height, width):
-            if not img._aspect_matches(ph, pw, height, width):
+            if not img.aspect_matches(ph, pw, height, width):
                 raise InputError(f"image is {pw}x{ph} but the stitch was cut from {width}x{height} pictures; "
                                  "give a picture of that size (or the same aspect).")
             pictures = img.resize_image(pictures, height, width)

@@ -13,7 +13,7 @@ fulfils the :class:`~nodes.core.request.Provider` contract, so the same orchestr
   so a seed gives the same pixels whether its sample runs alone or in a batch. ``seed=None``
   picks one at random and reports it in :attr:`EditResult.seeds`.
 - **Steps**: ``int(steps * strength)`` denoising steps (diffusers' img2img rule); the UNet runs
-  once per step for first-order schedulers (see :func:`.local_models.unet_calls`).
+  once per step for first-order schedulers (see :func:`.local_schedulers.unet_calls`).
 - **Inpaint models**: 9-channel inpainting UNets and ordinary 4-channel ones both run inpaint
   (diffusers blends the 4-channel case each step). img2img on a 9-channel model runs its inpaint
   pipeline with a full mask.
@@ -52,7 +52,8 @@ from .local_cache import (
     short_error,
 )
 from .local_memory import MemoryHooks
-from .local_models import ModelSpec, SchedulerInfo, denoising_steps, scheduler_info
+from .local_models import ModelSpec
+from .local_schedulers import SchedulerInfo, denoising_steps, scheduler_info
 
 DTYPES = ("auto", "fp16", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
@@ -73,7 +74,7 @@ class LocalDiffusersProvider(PipelinePlacement, Provider):
     :func:`.local_models.resolve_model`), a path to a diffusers folder, or a path to a single-file
     ``.safetensors`` checkpoint together with ``config_path``, a diffusers folder of the same kind
     whose configs and tokenizer it borrows; ``scheduler`` a name from
-    :data:`.local_models.SCHEDULERS`; ``dtype`` auto|fp16|bf16|fp32 and ``device`` auto|cpu|cuda
+    :data:`.local_schedulers.SCHEDULERS`; ``dtype`` auto|fp16|bf16|fp32 and ``device`` auto|cpu|cuda
     (auto: ``memory.default_device()``; auto dtype is fp16 on accelerators and fp32 on the CPU;
     fp16 asked on the CPU runs in fp32 with a warning); ``lora_path`` an optional LoRA file applied
     with ``lora_strength``; ``clip_skip`` counts like A1111 and ModelsLab (1 = the last CLIP layer,
