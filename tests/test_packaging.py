@@ -4,20 +4,61 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+COMFYUI_ARCHIVE = ROOT.parent / "shared" / "comfyui" / "ComfyUI-v0.3.64.tar.gz"
 
 
-def _requirements() -> list[str]:
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
+def _requirements(name: str = "requirements.txt") -> list[str]:
+    lines = (ROOT / name).read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[; ]", requirement)[0]).lower()
 
 
 def test_requirements_txt_is_identical_to_project_dependencies():
     assert _requirements() == PYPROJECT["project"]["dependencies"]
+
+
+def test_requirements_diffusers_txt_is_identical_to_the_diffusers_extra():
+    assert _requirements("requirements-diffusers.txt") == PYPROJECT["project"]["optional-dependencies"]["diffusers"]
+
+
+def test_every_requirement_has_a_floor_and_no_pin():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for requirement in PYPROJECT["project"]["dependencies"] + extras["diffusers"] + extras["standalone"]:
+        assert ">=" in requirement and "==" not in requirement and "<" not in requirement.replace(">=", ""), requirement
+
+
+def test_requirements_list_nothing_comfyui_already_installs():
+    """ComfyUI-Manager runs requirements.txt in the user's ComfyUI: anything ComfyUI lists there would only
+    risk moving the versions ComfyUI and every other pack run on. (The real-ComfyUI suite checks the same
+    with pip's dry run in ComfyUI's environment.)"""
+    if not COMFYUI_ARCHIVE.is_file():
+        pytest.skip(f"{COMFYUI_ARCHIVE} is not beside the checkout")
+    with tarfile.open(COMFYUI_ARCHIVE) as archive:
+        text = archive.extractfile("ComfyUI/requirements.txt").read().decode()
+    comfy = {_name(line) for line in text.splitlines() if line.strip() and not line.startswith("#")}
+    assert comfy >= {"numpy", "pillow", "scipy", "safetensors", "transformers"}  # the archive is the one we think
+    ours = {_name(r) for r in PYPROJECT["project"]["dependencies"]}
+    assert not ours & comfy and ours <= {"requests", "urllib3"}
+    assert {_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["standalone"]} <= comfy
+
+
+def test_every_python_package_folder_is_packaged():
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {"comfyui_imgedit." + ".".join(p.parent.relative_to(ROOT).parts) if p.parent != ROOT else "comfyui_imgedit"
+             for p in ROOT.glob("**/__init__.py")
+             if not {"tests", "bench", ".venv", ".pypath", "build"} & set(p.relative_to(ROOT).parts)}
+    assert found == listed
 
 
 def test_torch_is_never_a_dependency():
@@ -28,6 +69,15 @@ def test_torch_is_never_a_dependency():
 def test_registry_metadata_is_present():
     comfy = PYPROJECT["tool"]["comfy"]
     assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["Icon"]
+    assert comfy["includes"] and all((ROOT / folder).is_dir() for folder in comfy["includes"])
+    assert re.fullmatch(r">=\d+\.\d+\.\d+", comfy["requires-comfyui"])
+    assert PYPROJECT["project"]["urls"]["Repository"].startswith("https://github.com/")
+    assert (ROOT / PYPROJECT["project"]["license"]["file"]).is_file() and PYPROJECT["project"]["requires-python"]
+
+
+def test_changelog_has_the_current_version():
+    version = PYPROJECT["project"]["version"]
+    assert re.search(rf"^## {re.escape(version)}\b", (ROOT / "CHANGELOG.md").read_text(), re.M), version
     assert "comfyui" not in PYPROJECT["project"]["name"].replace("comfyui-imgedit", "")
     assert re.fullmatch(r"\d+\.\d+\.\d+", PYPROJECT["project"]["version"])
 

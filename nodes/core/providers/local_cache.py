@@ -28,8 +28,9 @@ from .local_memory import MARGIN, MemoryPlan, TrackedModel, estimate_work_bytes,
 from .local_models import TASK_PIPELINES, ModelSpec, folder_info
 
 CACHE_SIZE = 2
-MISSING_DIFFUSERS = ("Local editing needs the diffusers and transformers packages: run "
-                     "'pip install -r requirements.txt' in the comfyui-imgedit folder.")
+MISSING_DIFFUSERS = ("ImgEditLocalDiffusers needs the optional diffusers packages: with ComfyUI's Python run "
+                     "'pip install -r requirements-diffusers.txt' in the comfyui-imgedit folder "
+                     "(or 'pip install comfyui-imgedit[diffusers]').")
 
 
 def import_diffusers():
