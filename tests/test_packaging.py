@@ -48,7 +48,7 @@ def test_package_root_and_mask_and_remote_code_import_without_heavy_packages():
 
 def test_example_workflows_use_only_existing_node_ids():
     ids = set()
-    for source in (ROOT / "nodes").glob("*.py"):
+    for source in (ROOT / "nodes").glob("**/*.py"):
         ids |= set(re.findall(r'node_id="(ImgEdit\w+)"', source.read_text()))
     assert len(ids) == 15
     workflows = sorted((ROOT / "example_workflows").glob("*.json"))
