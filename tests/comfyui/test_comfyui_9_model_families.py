@@ -35,9 +35,9 @@ def _loaders(info, family: str, picture: str, reference=False, references=None, 
     """M/C/V: the family's tiny MODEL, CLIP, VAE; 1: the picture; 3: ImgEditComfyModel on them."""
     model, clip, vae = FAMILIES[family]
     nodes = {
-        "M": api_node(info, "ImgEditTestTinyModel", family=model),
-        "C": api_node(info, "ImgEditTestStandInClip", kind=clip),
-        "V": api_node(info, "ImgEditTestTinyVae", kind=vae),
+        "M": api_node(info, "TestTinyFamilyModel", family=model),
+        "C": api_node(info, "TestStandInClip", kind=clip),
+        "V": api_node(info, "TestTinyVae", kind=vae),
         "1": api_node(info, "LoadImage", image=picture),
     }
     extra = {"references": references} if references is not None else {}
@@ -195,7 +195,7 @@ def test_flux_dev_file_img2img_uses_embedded_guidance(comfy, tmp_path, flux_file
     seed, steps, strength, guidance = 17, 4, 0.75, 3.5
     nodes = _loaders(info, "flux_dev", name)
     nodes["M"] = api_node(info, "UNETLoader", unet_name=flux_file, weight_dtype="default")
-    nodes["C"] = api_node(info, "ImgEditTestStandInClip", kind="flux_full")
+    nodes["C"] = api_node(info, "TestStandInClip", kind="flux_full")
     nodes.update(_edit(info, "ImgEditImg2Img", seed, steps, strength, guidance))
     nodes["20"] = api_node(info, "CLIPTextEncode", clip=["C", 0], text=PROMPT)
     nodes["21"] = api_node(info, "FluxGuidance", conditioning=["20", 0], guidance=guidance)

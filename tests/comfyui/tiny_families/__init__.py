@@ -128,44 +128,44 @@ def tiny_vae(kind: str):
     return comfy.sd.VAE(sd=state)
 
 
-class ImgEditTestTinyModel:
+class TestTinyFamilyModel:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"family": (sorted(FAMILIES),)}}
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "build"
-    CATEGORY = "ImgEdit test"
+    CATEGORY = "_test/imgedit (test only)"
 
     def build(self, family):
         return (tiny_model(family),)
 
 
-class ImgEditTestStandInClip:
+class TestStandInClip:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"kind": (sorted(CLIP_WIDTHS),)}}
 
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "build"
-    CATEGORY = "ImgEdit test"
+    CATEGORY = "_test/imgedit (test only)"
 
     def build(self, kind):
         return (StandInClip(kind),)
 
 
-class ImgEditTestTinyVae:
+class TestTinyVae:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"kind": (["flux", "qwen"],)}}
 
     RETURN_TYPES = ("VAE",)
     FUNCTION = "build"
-    CATEGORY = "ImgEdit test"
+    CATEGORY = "_test/imgedit (test only)"
 
     def build(self, kind):
         return (tiny_vae(kind),)
 
 
-NODE_CLASS_MAPPINGS = {"ImgEditTestTinyModel": ImgEditTestTinyModel, "ImgEditTestStandInClip": ImgEditTestStandInClip,
-                       "ImgEditTestTinyVae": ImgEditTestTinyVae}
+NODE_CLASS_MAPPINGS = {"TestTinyFamilyModel": TestTinyFamilyModel, "TestStandInClip": TestStandInClip,
+                       "TestTinyVae": TestTinyVae}
