@@ -138,6 +138,30 @@ def test_kontext_reference_edit_equals_the_core_template(comfy, tmp_path, extra_
     assert f"ReferenceLatent x{1 + extra_references}" in shown["conditioning"] and shown["warnings"] == []
 
 
+def test_kontext_inpaint_is_reference_plus_soft_noise_mask(comfy, tmp_path):
+    """ImgEditInpaint with reference on: SetLatentNoiseMask + DifferentialDiffusion + ReferenceLatent + FluxGuidance."""
+    info = comfy.object_info
+    name = _upload(comfy, tmp_path, "kontext_inpaint.png", _picture(64, 48, seed=35))
+    mask_name = _upload(comfy, tmp_path, "kontext_inpaint_mask.png", _mask_picture(64, 48, soft=True))
+    seed, steps, strength, guidance = 12, 4, 1.0, 2.5
+    nodes = _loaders(info, "flux_dev", name, reference=True)
+    nodes["8"] = api_node(info, "LoadImage", image=mask_name)
+    nodes["9"] = api_node(info, "ImageToMask", image=["8", 0], channel="red")
+    nodes.update(_edit(info, "ImgEditInpaint", seed, steps, strength, guidance, mask=["9", 0], keep_unmasked=False))
+    nodes["20"] = api_node(info, "CLIPTextEncode", clip=["C", 0], text=PROMPT)
+    nodes["22"] = api_node(info, "VAEEncode", pixels=["1", 0], vae=["V", 0])
+    nodes["23"] = api_node(info, "SetLatentNoiseMask", samples=["22", 0], mask=["9", 0])
+    nodes["24"] = api_node(info, "DifferentialDiffusion", model=["M", 0])
+    nodes["25"] = api_node(info, "ReferenceLatent", conditioning=["20", 0], latent=["22", 0])
+    nodes["26"] = api_node(info, "FluxGuidance", conditioning=["25", 0], guidance=guidance)
+    nodes["27"] = api_node(info, "ConditioningZeroOut", conditioning=["20", 0])
+    nodes.update(_core_sampler(info, seed, steps, strength, 1.0, ["26", 0], ["27", 0], ["23", 0], model=("24", 0)))
+    ours, core, shown = _run(comfy, nodes)
+    _check(ours, core, np.asarray(Image.open(tmp_path / name).convert("RGB")), "Kontext inpaint (soft mask)")
+    assert shown, "no info from PreviewAny"
+    assert "DifferentialDiffusion" in shown["conditioning"] and "ReferenceLatent x1" in shown["conditioning"]
+
+
 @pytest.mark.parametrize("plus", [False, True], ids=["edit", "edit-plus"])
 def test_qwen_image_edit_equals_the_core_template(comfy, tmp_path, plus):
     """TextEncodeQwenImageEdit(Plus) for the prompt and the (empty) negative, VAEEncode latent, CFG 2.5."""
