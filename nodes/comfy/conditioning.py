@@ -78,7 +78,7 @@ class Conditioner:
         self.model, self.clip, self.vae, self.traits = model, clip, vae, traits
         self.reference = bool(reference)
         self.references = references  # IMAGE [B, H, W, C] or None
-        self._last_encode = None  # (key, (positive, negative))
+        self._last_encode = None  # (key, (positive, negative), path): one entry, nothing grows
         self._reference_latents = None
 
     def condition(self, request: EditRequest) -> Conditioned:
