@@ -3,6 +3,7 @@
     COMFYUI_DIR=/path/to/ComfyUI /path/to/comfy-venv/bin/python bench/bench_comfy_model.py \
         [--rounds 20] [--steps 20] [--strength 0.75] [--width 96 --height 64] [--inpaint] [--threads 1]
         [--checkpoint FILE] [--gpu]
+    ... bench_comfy_model.py --kontext [--width 512 --height 384]   # a Kontext reference edit
 
 - **node path**: what ImgEditImg2Img / ImgEditInpaint run: ``run_edit`` with the provider that
   ``ImgEditComfyModel.execute`` makes (size fitting, prompt encoding, VAE encode, sampling with the
@@ -10,6 +11,9 @@
 - **core graph**: the core nodes' own functions, called as ComfyUI's executor calls them:
   CLIPTextEncode x 2 -> VAEEncode (-> SetLatentNoiseMask with ``--inpaint``) -> KSamplerAdvanced
   (start_at_step = steps - int(steps * strength)) -> VAEDecode.
+  With ``--kontext``: the tiny Flux dev of ``tests/comfyui/tiny_families`` (stand-in CLIP, random TAESD)
+  with ``reference`` on, against the core Kontext template: CLIPTextEncode -> VAEEncode ->
+  ReferenceLatent -> FluxGuidance 2.5, ConditioningZeroOut -> KSamplerAdvanced (CFG 1) -> VAEDecode.
 
 Both use the same loaded MODEL/CLIP/VAE (ComfyUI's model management keeps them loaded, as between
 two prompts) and run on a fresh worker thread per call (run_edit runs providers on one; a process's
@@ -54,7 +58,7 @@ def _load_pack():
     pack = importlib.util.module_from_spec(spec)
     sys.modules["comfyui_imgedit"] = pack
     spec.loader.exec_module(pack)
-    from comfyui_imgedit.nodes.comfy_model import ImgEditComfyModel
+    from comfyui_imgedit.nodes.comfy.node import ImgEditComfyModel
     from comfyui_imgedit.nodes.core.edit import run_edit
 
     return ImgEditComfyModel, run_edit
@@ -99,6 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's own choice)")
     ap.add_argument("--checkpoint", help="a single-file SD checkpoint (default: build the tiny SD1.5 one)")
     ap.add_argument("--gpu", action="store_true", help="let ComfyUI use the GPU (default: --cpu)")
+    ap.add_argument("--kontext", action="store_true", help="a Kontext reference edit on the tiny Flux dev")
     args = ap.parse_args(argv)
 
     _setup_comfy(args.gpu)
@@ -110,9 +115,16 @@ def main(argv=None) -> int:
     import nodes
 
     ImgEditComfyModel, run_edit = _load_pack()
-    with tempfile.TemporaryDirectory(prefix="imgedit-bench-") as tmp:
-        model, clip, vae = comfy.sd.load_checkpoint_guess_config(
-            _checkpoint(args.checkpoint, tmp), output_vae=True, output_clip=True)[:3]
+    if args.kontext:
+        sys.path.insert(0, str(ROOT / "tests" / "comfyui"))
+        import tiny_families
+
+        model, clip, vae = (tiny_families.tiny_model("flux_dev"), tiny_families.StandInClip("flux"),
+                            tiny_families.tiny_vae("flux"))
+    else:
+        with tempfile.TemporaryDirectory(prefix="imgedit-bench-") as tmp:
+            model, clip, vae = comfy.sd.load_checkpoint_guess_config(
+                _checkpoint(args.checkpoint, tmp), output_vae=True, output_clip=True)[:3]
     import comfy.sample
 
     clock = ComfyClock()
@@ -126,15 +138,35 @@ def main(argv=None) -> int:
         mask = torch.zeros(1, args.height, args.width)
         mask[:, args.height // 4: 3 * args.height // 4, args.width // 4: 3 * args.width // 4] = 1.0
     steps, strength, cfg, seed = args.steps, args.strength, 7.0, 42
+    if args.kontext:
+        strength, cfg = 1.0, 2.5  # the core template: full denoise, FluxGuidance 2.5 (CFG 1)
 
     def node_path():
         # a new provider per run, as the core graph encodes its prompts anew each run: a kept provider
         # would reuse its last conditioning (a real saving, but not the same job as the core graph's)
+        if args.kontext:
+            provider = ImgEditComfyModel.execute(model, clip, vae, "euler", "simple", reference=True).result[0]
+            return run_edit(provider, image, mask=mask, prompt="make it snowy", negative_prompt="",
+                            strength=strength, steps=steps, guidance=cfg, seed=seed).images
         provider = ImgEditComfyModel.execute(model, clip, vae, "euler", "normal").result[0]
         return run_edit(provider, image, mask=mask, prompt="a red house", negative_prompt="blurry",
                         strength=strength, steps=steps, guidance=cfg, seed=seed).images
 
+    def kontext_graph():
+        from comfy_extras.nodes_edit_model import ReferenceLatent
+        from comfy_extras.nodes_flux import FluxGuidance
+
+        text = nodes.CLIPTextEncode().encode(clip, "make it snowy")[0]
+        latent = nodes.VAEEncode().encode(vae, image)[0]
+        positive = FluxGuidance.execute(ReferenceLatent.execute(text, latent).result[0], cfg).result[0]
+        negative = nodes.ConditioningZeroOut().zero_out(text)[0]
+        latent = nodes.KSamplerAdvanced().sample(model, "enable", seed, steps, 1.0, "euler", "simple", positive,
+                                                 negative, latent, 0, steps, "disable")[0]
+        return nodes.VAEDecode().decode(vae, latent)[0]
+
     def core_graph():
+        if args.kontext:
+            return kontext_graph()
         positive = nodes.CLIPTextEncode().encode(clip, "a red house")[0]
         negative = nodes.CLIPTextEncode().encode(clip, "blurry")[0]
         latent = nodes.VAEEncode().encode(vae, image)[0]
@@ -178,7 +210,7 @@ def main(argv=None) -> int:
     # in both), so their difference is what the pack adds to a run.
     added = statistics.median(own["node"]) - statistics.median(own["core"])
     added_ratio = 1 + added / core_median
-    mode = "inpaint" if mask is not None else "img2img"
+    mode = "kontext reference edit" if args.kontext else "inpaint" if mask is not None else "img2img"
     print(f"{mode} {args.width}x{args.height}, {steps} steps, strength {strength} "
           f"({int(steps * strength)} run), {args.rounds} rounds, torch threads {torch.get_num_threads()}, "
           f"device {model.load_device}")

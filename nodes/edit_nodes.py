@@ -12,7 +12,7 @@ import json
 
 from comfy_api.latest import io
 
-from .comfy_hooks import comfy_hooks, comfy_interrupts
+from .comfy.hooks import comfy_hooks, comfy_interrupts
 from .comfy_types import PROVIDER
 from .core.edit import run_edit
 from .core.journal import open_journal
@@ -40,7 +40,10 @@ def _common_inputs() -> list:
         io.Int.Input("steps", default=30, min=1, max=150,
                      tooltip="Denoising steps. Some services snap this to the values they allow (said in info)."),
         io.Float.Input("guidance", default=7.5, min=0.0, max=30.0, step=0.1,
-                       tooltip="Classifier-free guidance: how closely to follow the prompt."),
+                       tooltip="Classifier-free guidance (CFG): how closely to follow the prompt. On ImgEditComfyModel "
+                               "with a guidance-distilled model (Flux dev, Kontext, Fill) it is the model's embedded "
+                               "guidance instead (FluxGuidance; core templates use 3.5 dev, 2.5 Kontext, 30 Fill) "
+                               "and CFG is 1."),
         io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                      tooltip=_SEED_TOOLTIP),
         io.Int.Input("samples", default=1, min=1, max=MAX_SAMPLES,

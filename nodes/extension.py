@@ -13,7 +13,7 @@ log = logging.getLogger("comfyui_imgedit")
 # (module, function, what a failure means): each step imported only here, at ComfyUI's start.
 _SERVER_SIDE_STEPS = (
     ("key_routes", "register_with_comfyui", "the API-key settings route is unavailable"),
-    ("comfy_memory", "register_cache_route", "the local cache route is unavailable"),
+    ("comfy.memory", "register_cache_route", "the local cache route is unavailable"),
     ("journal_routes", "start_journal", "the journal settings route is unavailable"),
     ("assets", "install_sample_inputs", "could not copy the sample pictures into ComfyUI's input folder"),
 )
@@ -32,7 +32,8 @@ def _server_side_setup() -> None:
 # Before the node modules: the key route works even if a node module fails to import.
 _server_side_setup()
 
-from . import comfy_model, edit_nodes, local_nodes, mask_nodes, provider_nodes  # noqa: E402
+from .comfy import node as comfy_model_node  # noqa: E402
+from . import edit_nodes, local_nodes, mask_nodes, provider_nodes  # noqa: E402
 
 
 class ImgEditExtension(ComfyExtension):
@@ -40,7 +41,7 @@ class ImgEditExtension(ComfyExtension):
         return [
             *mask_nodes.NODES,
             *provider_nodes.NODES,
-            *comfy_model.NODES,
+            *comfy_model_node.NODES,
             *local_nodes.NODES,
             *edit_nodes.NODES,
         ]

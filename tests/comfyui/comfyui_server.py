@@ -156,7 +156,7 @@ class ComfyServer:
 
 def extra_model_paths_yaml(models_root: Path, path: Path, name: str = "imgedit_tiny") -> Path:
     """Write an ``--extra-model-paths-config`` file mapping ComfyUI's folders into ``models_root``."""
-    folders = ["checkpoints", "loras", "diffusers", "vae", "embeddings"]
+    folders = ["checkpoints", "loras", "diffusers", "vae", "embeddings", "diffusion_models"]
     lines = [f"{name}:", f"    base_path: {json.dumps(str(models_root))}"]
     lines += [f"    {folder}: {folder}" for folder in folders]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -95,6 +95,18 @@ def build_tiny_checkpoints(comfy_dir: Path, folder: Path, python: Optional[str] 
     return {f"checkpoint_{path.stem}": path for path in paths}
 
 
+#: Test-only nodes (tiny model families, stand-in CLIP/VAE); never in the pack's node list.
+TEST_NODES = Path(__file__).resolve().parent / "tiny_families"
+
+
+def link_test_nodes(base: Path) -> None:
+    """``custom_nodes/imgedit-test-tiny-families`` in the test ComfyUI's base directory -> ``TEST_NODES``."""
+    link = base / "custom_nodes" / "imgedit-test-tiny-families"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(TEST_NODES, target_is_directory=True)
+
+
 @contextlib.contextmanager
 def comfy_session(work: Path, comfy_dir: Path, python: Optional[str] = None, test_key: Optional[str] = None,
                   extra_args: Iterable[str] = ()) -> Iterator[ComfySession]:
@@ -109,7 +121,9 @@ def comfy_session(work: Path, comfy_dir: Path, python: Optional[str] = None, tes
         models = _load_module("imgedit_tiny_models", tiny).build_tiny_models(models_root) or {}
     models_root.mkdir(parents=True, exist_ok=True)
     models.update(build_tiny_checkpoints(comfy_dir, models_root / "checkpoints", python))
+    (models_root / "diffusion_models").mkdir(exist_ok=True)  # UNETLoader's folder (test_comfyui_9_model_families)
     config = extra_model_paths_yaml(models_root, work / "extra_model_paths.yaml")
+    link_test_nodes(base)
 
     shipped = all((PACK_ROOT / "assets" / name).is_file() for name in SAMPLE_INPUTS)
     if not shipped:

@@ -153,11 +153,43 @@ def output_index(object_info: dict, class_type: str, name: str) -> int:
         raise KeyError(f"{class_type} has no output {name!r}; it has {names}") from None
 
 
+#: Loaders of model families whose real files the test ComfyUI lacks -> the test-only node of
+#: ``tiny_families`` that stands in (same output slot 0), with its input from the loader's inputs.
+_FAMILY_STAND_INS = {
+    "UNETLoader": ("TestTinyFamilyModel", lambda inputs: {
+        "family": "flux_fill" if "fill" in str(inputs.get("unet_name", "")).lower()
+        else "qwen_image" if "qwen" in str(inputs.get("unet_name", "")).lower() else "flux_dev"}),
+    "DualCLIPLoader": ("TestStandInClip", lambda inputs: {"kind": "flux"}),
+    "CLIPLoader": ("TestStandInClip", lambda inputs: {"kind": "qwen" if "qwen" in str(inputs.get("type")) else "flux"}),
+    "VAELoader": ("TestTinyVae", lambda inputs: {"kind": "qwen" if "qwen" in str(inputs.get("vae_name")) else "flux"}),
+}
+
+
+def _swap_family_loaders(prompt: dict, object_info: dict) -> None:
+    """Family loaders (UNET, CLIP, VAE) naming files this ComfyUI lacks become the test-only tiny nodes."""
+    for node in prompt.values():
+        stand_in = _FAMILY_STAND_INS.get(node["class_type"])
+        if stand_in is None or stand_in[0] not in object_info:
+            continue
+        specs = object_info[node["class_type"]].get("input", {}).get("required", {})
+        missing = False
+        for name, value in node["inputs"].items():
+            spec = specs.get(name)
+            options = None if spec is None else spec[0] if isinstance(spec[0], list) else (
+                spec[1].get("options") if spec[0] == "COMBO" and len(spec) > 1 else None)
+            missing |= bool(options is not None and "_name" in name and value not in options)
+        if missing:
+            node["inputs"] = stand_in[1](node["inputs"])
+            node["class_type"] = stand_in[0]
+
+
 def adapt_for_test(prompt: dict, object_info: dict) -> dict:
-    """Swap COMBO values this ComfyUI lacks (the examples name real models) for what it has:
-    ``tiny-sd-inpaint`` for a model whose name says inpaint, ``tiny-sd`` otherwise (for ``ckpt_name``:
-    ``tiny-sd15-inpaint.safetensors`` / ``tiny-sd15.safetensors``), else the first option."""
+    """Swap what this ComfyUI lacks (the examples name real models) for what it has: family loaders
+    (UNET, CLIP, VAE files) for the test-only tiny nodes; COMBO values: ``tiny-sd-inpaint`` for a model
+    whose name says inpaint, ``tiny-sd`` otherwise (for ``ckpt_name``: ``tiny-sd15-inpaint.safetensors``
+    / ``tiny-sd15.safetensors``), else the first option."""
     out = json.loads(json.dumps(prompt))
+    _swap_family_loaders(out, object_info)
     for node in out.values():
         info = object_info.get(node["class_type"], {})
         specs = {**info.get("input", {}).get("required", {}), **info.get("input", {}).get("optional", {})}

@@ -33,6 +33,14 @@ CHECKPOINT_NOTE = (
     "KSamplerAdvanced: a schedule of `steps` steps of which the last int(steps x strength) run; "
     "sample k uses seed + k."
 )
+FLUX_NOTE = (
+    "Flux on ComfyUI's own loaders: {model} from ComfyUI/models/diffusion_models, clip_l + t5xxl from "
+    "models/text_encoders, ae.safetensors from models/vae.\n\n"
+    "{what}\n\n"
+    "Flux has embedded guidance: the edit node's guidance is FluxGuidance's value ({guidance} here, as "
+    "the core templates) and CFG is 1, so the negative prompt is not used. These models want about "
+    "1 megapixel: {size}"
+)
 INPUT_NOTE = (
     "Inputs: {files} (copied from the pack's assets/ into ComfyUI's input folder when the pack "
     "loads). Load your own picture with the upload button."
@@ -78,6 +86,22 @@ def picture_and_mask(grow_pixels: int, feather_radius: int, chain_row: int) -> t
     return nodes, [(2, "IMAGE", 3, "image"), (3, 0, 4, "mask"), (4, 0, 5, "mask")]
 
 
+def flux_loaders(first_id: int, column: int, unet_name: str) -> list[N]:
+    """UNETLoader, DualCLIPLoader (flux) and VAELoader stacked in ``column`` (ids first_id..first_id + 2)."""
+    return [
+        N(first_id, "UNETLoader", (column, 0), {"unet_name": unet_name, "weight_dtype": "default"}),
+        N(first_id + 1, "DualCLIPLoader", (column, 1), {"clip_name1": "clip_l.safetensors",
+                                                         "clip_name2": "t5xxl_fp8_e4m3fn_scaled.safetensors",
+                                                         "type": "flux"}),
+        N(first_id + 2, "VAELoader", (column, 2), {"vae_name": "ae.safetensors"}),
+    ]
+
+
+def flux_links(first_id: int, provider_id: int) -> list[tuple]:
+    return [(first_id, "MODEL", provider_id, "model"), (first_id + 1, "CLIP", provider_id, "clip"),
+            (first_id + 2, "VAE", provider_id, "vae")]
+
+
 def specs() -> list[Spec]:
     common = dict(negative_prompt="blurry, low quality, watermark", guidance=7.0, seed=42, samples=1)
     mask_prep_nodes, mask_prep_links = picture_and_mask(grow_pixels=12, feather_radius=16, chain_row=1)
@@ -85,6 +109,7 @@ def specs() -> list[Spec]:
     checkpoint_nodes, checkpoint_links = picture_and_mask(grow_pixels=8, feather_radius=12, chain_row=0)
     remote_nodes, remote_links = picture_and_mask(grow_pixels=8, feather_radius=12, chain_row=0)
     crop_links = [(1, "IMAGE", 6, "image"), (5, 0, 6, "mask")]  # picture and mask into node 6, CropToMask
+    fill_nodes, fill_links = picture_and_mask(grow_pixels=8, feather_radius=12, chain_row=0)
     return [
         Spec("mask_prep", [
             *mask_prep_nodes,
@@ -154,6 +179,47 @@ def specs() -> list[Spec]:
             (7, "MODEL", 8, "model"), (7, "CLIP", 8, "clip"), (7, "VAE", 8, "vae"),
             (8, 0, 9, "provider"), (6, "image", 9, "image"), (6, "mask", 9, "mask"),
             (6, "stitch", 10, "stitch"), (9, "IMAGE", 10, "image"), (10, 0, 11, "images"),
+        ]),
+        Spec("edit_kontext", [
+            N(1, "LoadImage", (1, 1), {"image": SAMPLE}, title="Picture"),
+            *flux_loaders(2, 0, "flux1-dev-kontext_fp8_scaled.safetensors"),
+            N(5, "ImgEditComfyModel", (1, 0), {"sampler_name": "euler", "scheduler": "simple", "reference": True}),
+            N(6, "ImgEditImg2Img", (2, 0), dict(prompt="make it a winter scene with snow, keep everything else",
+                                                   negative_prompt="", strength=1.0, steps=20, guidance=2.5, seed=42,
+                                                   samples=1)),
+            N(7, "SaveImage", (3, 0), {"filename_prefix": "imgedit/edit_kontext"}),
+            _note(8, (3, 1), FLUX_NOTE.format(
+                model="flux1-dev-kontext", guidance=2.5,
+                what="reference on: the picture reaches Kontext as a reference latent (CLIPTextEncode -> "
+                     "ReferenceLatent -> FluxGuidance, as the core Kontext template), so the prompt is an "
+                     "instruction. strength 1 is the core template; lower keeps more of the picture's layout. "
+                     "More reference pictures: connect a batch to the provider's references input.",
+                size="put FluxKontextImageScale (core) between the picture and the edit node, or crop with "
+                     "ImgEditCropToMask (target_edge 1024)."), size=(380, 360)),
+        ], [
+            *flux_links(2, 5), (5, 0, 6, "provider"), (1, "IMAGE", 6, "image"), (6, "IMAGE", 7, "images"),
+        ]),
+        Spec("inpaint_flux_fill", [
+            *fill_nodes,
+            N(6, "ImgEditCropToMask", (2, 1), {"context": 0.75, "max_edge": 1024, "multiple_of": 16,
+                                                "target_edge": 1024}),
+            *flux_loaders(7, 3, "flux1-fill-dev.safetensors"),
+            N(10, "ImgEditComfyModel", (4, 0), {"sampler_name": "euler", "scheduler": "simple"}),
+            N(11, "ImgEditInpaint", (4, 1), dict(prompt="a red hot-air balloon in the sky, detailed", negative_prompt="",
+                                                    strength=1.0, steps=20, guidance=30.0, seed=42, samples=1,
+                                                    keep_unmasked=True)),
+            N(12, "ImgEditStitch", (5, 0), {"feather": 8}),
+            N(13, "SaveImage", (5, 1), {"filename_prefix": "imgedit/inpaint_flux_fill"}),
+            _note(14, (5, 2), FLUX_NOTE.format(
+                model="flux1-fill-dev", guidance=30,
+                what="Flux Fill takes the masked picture and the mask as input channels: the edit node runs "
+                     "InpaintModelConditioning -> FluxGuidance as the core Fill workflows do.",
+                size="ImgEditCropToMask scales the crop around the mask to 1024 px (target_edge) and "
+                     "ImgEditStitch puts it back."), size=(380, 320)),
+        ], [
+            *fill_links, *crop_links, *flux_links(7, 10),
+            (10, 0, 11, "provider"), (6, "image", 11, "image"), (6, "mask", 11, "mask"),
+            (6, "stitch", 12, "stitch"), (11, "IMAGE", 12, "image"), (12, 0, 13, "images"),
         ]),
         Spec("img2img_remote", [
             N(1, "LoadImage", (0, 1), {"image": SAMPLE}, title="Picture"),

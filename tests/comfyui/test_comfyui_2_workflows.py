@@ -19,6 +19,7 @@ from comfyui_workflow import UI_ONLY_TYPES, adapt_for_test, ui_to_api, widget_sl
 pytestmark = pytest.mark.comfyui
 
 WORKFLOWS = ["mask_prep", "img2img_local", "inpaint_local", "img2img_checkpoint", "inpaint_checkpoint",
+             "edit_kontext", "inpaint_flux_fill",
              "img2img_remote", "inpaint_crop_stitch_remote"]
 WORKFLOW_DIR = PACK_ROOT / "example_workflows"
 

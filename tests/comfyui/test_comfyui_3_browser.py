@@ -29,7 +29,7 @@ PAID_SUFFIX = " ($ paid credits)"
 PAID_COLOR = "#6b4a12"
 REMOTE_NODES = ["ImgEditDezgo", "ImgEditSDAPI", "ImgEditModelsLab", "ImgEditImagePipeline"]
 WORKFLOWS = ["mask_prep", "img2img_local", "inpaint_local", "img2img_checkpoint", "inpaint_checkpoint",
-             "img2img_remote", "inpaint_crop_stitch_remote"]
+             "edit_kontext", "inpaint_flux_fill", "img2img_remote", "inpaint_crop_stitch_remote"]
 APP = "window.comfyAPI.app.app"
 
 
