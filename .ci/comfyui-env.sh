@@ -25,16 +25,17 @@ if [ ! -f "$stamp" ]; then
     mkdir -p "$root"
     tar xzf "$archive" -C "$root"                     # -> $root/ComfyUI
     python3 -m venv "$root/venv"
-    pip="$root/venv/bin/python -m pip"
+    # (the grep drops this machine's pip notes about absent local index folders)
+    pip() { "$root/venv/bin/python" -m pip "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     # CPU torch first, then kept pinned for every later install (one requirement would pull CUDA).
-    $pip install -q torch==2.13.0
+    pip install -q torch==2.13.0
     echo "torch==2.13.0" > "$root/constraints.txt"
     grep -vE '^(torch|torchvision|torchaudio)\s*$' "$root/ComfyUI/requirements.txt" > "$root/requirements-no-torch.txt"
-    $pip install -q -c "$root/constraints.txt" -r "$root/requirements-no-torch.txt"
+    pip install -q -c "$root/constraints.txt" -r "$root/requirements-no-torch.txt"
     # Only the Python parts of torchvision/torchaudio: the registry's builds are CUDA builds whose
     # compiled ops cannot load beside CPU torch (torchvision 0.16 only warns when its ops are absent).
-    $pip install -q --no-deps torchvision==0.16.2 torchaudio==2.1.2
+    pip install -q --no-deps torchvision==0.16.2 torchaudio==2.1.2
     site="$("$root/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     find "$site/torchvision" "$site/torchaudio" -name '*.so' -delete
     "$root/venv/bin/python" -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
