@@ -224,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             report = run_edit_command(args)
             print(json.dumps(report, indent=1, default=str))
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):
         print("cancelled", file=sys.stderr)
         return 130
     except ImgEditError as error:
