@@ -10,6 +10,9 @@ result pictures as ``0.png``, ``1.png``... ``record.json`` says the state:
 - ``done``: the results are on disk (with their seeds, job ids, metadata and warnings);
 - ``failed``: the service refused the call or the job failed (a new call is made next time).
 
+While a process makes the call, ``claim.json`` beside it names that process (:mod:`.journal_claims`):
+other processes sharing the folder wait for it instead of paying for the same call.
+
 Every write is atomic (a temporary file in the same folder, fsync, rename), so a power loss leaves
 the previous state or the new one; a record that still cannot be read is skipped with a warning.
 A record never holds a key or a key-bearing URL: clients put keys in headers or bodies, and the
