@@ -13,24 +13,24 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from comfyui_imgedit.nodes.core.journal import Journal
 from comfyui_imgedit.nodes.core.journal_claims import CLAIM_FILE, claimed
 from comfyui_imgedit.nodes.core.request import Cancelled
 from remote_support import RecordingHooks, sandbox  # noqa: F401
-from test_paid_calls import SUBMIT, client, edit, expected, picture, records
-
-import numpy as np
+from remote_support import picture as small_picture
+from test_paid_calls import SUBMIT, client, edit, expected, records
 
 TESTS = Path(__file__).resolve().parent
 ROUNDS = 6
 
 
-def racer(journal: Path, go: Path, sandbox, rounds: int = ROUNDS) -> subprocess.Popen:
+def racer(journal: Path, go: Path, sandbox, rounds: int = ROUNDS, heartbeat_s: float = 0.5) -> subprocess.Popen:
     env = {**os.environ, **sandbox.environ(),
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-           "IMGEDIT_JOURNAL_HEARTBEAT_S": "0.2"}
+           "IMGEDIT_JOURNAL_HEARTBEAT_S": str(heartbeat_s)}
     child = subprocess.Popen([sys.executable, str(TESTS / "journal_racer.py"), str(journal), str(go), str(rounds)],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready", child.stderr.read()
@@ -65,7 +65,7 @@ def _child_holding_a_claim(sandbox, journal: Journal, go: Path) -> subprocess.Po
     """A process whose call (round 0, seed 100) is submitted and polls forever, its claim held."""
     sandbox.processing_forever = True
     go.mkdir()
-    child = racer(journal.folder, go, sandbox, rounds=1)
+    child = racer(journal.folder, go, sandbox, rounds=1, heartbeat_s=0.2)
     (go / "go-0").touch()
     deadline = time.monotonic() + 30
     while not any(r.get("job_id") for r in _readable(journal)):
@@ -104,9 +104,8 @@ def test_a_live_claim_is_waited_for_and_its_result_read_from_disk(sandbox, tmp_p
 
 
 def picture_256():
-    from remote_support import picture as small
-
-    return small(256, 256)
+    """What journal_racer.py sends (256², inside every service's window)."""
+    return small_picture(256, 256)
 
 
 def test_an_owner_killed_while_its_job_polls_is_taken_over(sandbox, tmp_path):
@@ -206,3 +205,17 @@ def test_of_many_waiters_on_a_stale_claim_one_holds_it_at_a_time(tmp_path):
     assert most[0] == 1 and len(takeovers) == 8
     assert takeovers.count(True) == 1  # the stale claim was taken over once; the rest were fresh claims
     assert not list(folder.iterdir())
+
+
+def test_a_slower_beating_owner_is_judged_by_its_own_heartbeat(tmp_path):
+    """A process set to beat every 0.3 s is not taken over by one that beats every 0.05 s after 0.3 s."""
+    folder = tmp_path / ("b" * 64)
+    folder.mkdir()
+    (folder / CLAIM_FILE).write_text(json.dumps({"host": "another-machine", "pid": 1, "token": "slow",
+                                                 "heartbeat_s": 0.3}))
+    started = time.monotonic()
+    with claimed(folder, heartbeat_s=0.05, is_done=lambda: False, check_cancelled=lambda: None,
+                 poll_s=0.01) as claim:
+        waited = time.monotonic() - started
+        assert claim.took_over
+    assert 1.8 <= waited < 5.0  # six of the owner's beats, not six of the waiter's

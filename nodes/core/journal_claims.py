@@ -10,8 +10,8 @@ call runs; the file goes when the call ends, whatever the outcome (a Cancel too:
 Another process that finds the claim waits: as soon as the record is ``done`` it takes the result from
 disk; when the claim goes it claims the record itself (and finds it done, failed, or submitted to be
 resumed). A claim is stale when its owner is a process of this host that no longer exists, or when its
-content has not changed for ``STALE_BEATS`` heartbeats by the waiter's own clock (so clocks of machines
-sharing the folder never need to agree). A stale claim is taken over through a second create-exclusive
+content has not changed for ``STALE_BEATS`` heartbeats (the owner's or the waiter's, the longer) by the
+waiter's own clock (so clocks of machines sharing the folder never need to agree). A stale claim is taken over through a second create-exclusive
 file named after the stale content, so of several waiters exactly one takes it; the record is then
 handled as today's ``submitted`` one (job resumed, or the call made again with the warning).
 """
@@ -69,7 +69,7 @@ class Claim:
 
     def content(self) -> bytes:
         return json.dumps({"host": _HOST, "pid": os.getpid(), "token": self.token, "beats": self.beats,
-                           "since": time.time()}, sort_keys=True).encode("utf-8")
+                           "heartbeat_s": self.heartbeat_s, "since": time.time()}, sort_keys=True).encode("utf-8")
 
     def start_beating(self) -> None:
         self._thread = threading.Thread(target=self._beat, name="imgedit-journal-claim", daemon=True)
@@ -136,6 +136,14 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
     return True
 
 
+def _owner_beat(owner: Optional[dict]) -> float:
+    """The owner's own heartbeat interval (processes may be set differently), capped at 10 minutes."""
+    try:
+        return min(600.0, max(0.0, float((owner or {}).get("heartbeat_s") or 0.0)))
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _owner_is_gone(owner: Optional[dict]) -> bool:
     """True when the owner is a process of this host that does not exist any more (a crash, a kill)."""
     if not owner or owner.get("host") != _HOST or sys.platform == "win32":  # os.kill(pid, 0) kills on Windows
@@ -181,7 +189,6 @@ def _acquire(folder: Path, heartbeat_s: float, is_done: Callable[[], bool], chec
     folder.mkdir(parents=True, exist_ok=True)
     seen: Optional[bytes] = None
     seen_since = time.monotonic()
-    stale_after = heartbeat_s * STALE_BEATS
     while True:
         claim = Claim(folder, heartbeat_s)
         if _create_exclusive(claim.path, claim.content()):
@@ -198,7 +205,8 @@ def _acquire(folder: Path, heartbeat_s: float, is_done: Callable[[], bool], chec
         now = time.monotonic()
         if current != seen:
             seen, seen_since = current, now
-        if _owner_is_gone(read_owner(claim.path)) or now - seen_since >= stale_after:
+        owner = read_owner(claim.path)
+        if _owner_is_gone(owner) or now - seen_since >= STALE_BEATS * max(heartbeat_s, _owner_beat(owner)):
             taken = _take_over(claim, current)
             if taken is not None:
                 return taken
