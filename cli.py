@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m comfyui_imgedit", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for command in ("img2img", "inpaint"):
-        sub = commands.add_parser(command, help=f"{command} one picture (or several samples)")
+        sub = commands.add_parser(command, help=f"{command} one picture, a folder of pictures or a manifest")
         sub.add_argument("--provider", required=True, choices=PROVIDERS)
         sources = sub.add_mutually_exclusive_group(required=True)
         sources.add_argument("--image", help="input picture (PNG, JPEG, WebP…), or a folder: every picture in it")

@@ -168,6 +168,7 @@ def test_waiting_for_a_live_claim_honours_cancel(sandbox, tmp_path):
 
     beater = threading.Thread(target=beat)
     beater.start()
+    fetches = sandbox.count("modelslab.fetch")
     try:
         recorder = RecordingHooks(cancel_after=1.5)
         with pytest.raises(Cancelled):
@@ -176,7 +177,9 @@ def test_waiting_for_a_live_claim_honours_cancel(sandbox, tmp_path):
     finally:
         stop.set()
         beater.join()
-    assert sandbox.count(SUBMIT["modelslab"]) == 1 and path.exists()
+    # it waited without touching the service: the live owner's job was neither resubmitted nor polled
+    assert sandbox.count(SUBMIT["modelslab"]) == 1 and sandbox.count("modelslab.fetch") == fetches
+    assert path.exists()
 
 
 def test_of_many_waiters_on_a_stale_claim_one_holds_it_at_a_time(tmp_path):
