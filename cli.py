@@ -1,7 +1,11 @@
 """Headless command line over the same core as the nodes.
 
     python -m comfyui_imgedit img2img|inpaint --provider NAME --image in.png [--mask m.png] --prompt "…" -o out.png
+    python -m comfyui_imgedit img2img|inpaint --provider NAME --image DIR [--mask DIR|m.png] --prompt "…" -o DIR
+    python -m comfyui_imgedit img2img|inpaint --provider NAME --manifest pictures.jsonl -o DIR
     python -m comfyui_imgedit demo [-o DIR]
+
+A folder or a manifest runs in :mod:`.cli_batch` (concurrent, streamed, a report, resumable).
 
 Keys come from the environment (``DEZGO_API_KEY``, ``MODELSLAB_API_KEY``, ``IMAGEPIPELINE_API_KEY``)
 as in ComfyUI; hosts from ``IMGEDIT_*_URL``. Paid calls with a fixed ``--seed`` go through the journal
@@ -29,6 +33,8 @@ def make_provider(name: str, args: argparse.Namespace):
     """The provider object for ``--provider`` (imports only the module it needs)."""
     extra = args.extra or None
     common = dict(deadline_s=args.deadline, extra=extra)
+    if name in SERVICES:  # as many calls at once as the service allows, unless --concurrency says fewer
+        common["max_concurrency"] = args.concurrency or SERVICES[name].max_concurrency
     if name == "dezgo":
         from .nodes.core.providers.dezgo import DezgoClient
 
@@ -65,6 +71,11 @@ def _print_progress(done: int, total: int, text: str) -> None:
 def run_edit_command(args: argparse.Namespace) -> dict[str, Any]:
     from .nodes.core import images as img
     from .nodes.core.edit import run_edit
+
+    if args.prompt is None:
+        raise InputError("--prompt is required.")
+    if not args.image:
+        raise InputError("--image is required: a picture file or a folder of pictures (or give --manifest).")
 
     image = img.pil_to_tensor(_open(args.image, "--image"))
     mask = None
@@ -158,19 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m comfyui_imgedit", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for command in ("img2img", "inpaint"):
-        sub = commands.add_parser(command, help=f"{command} one picture (or several samples)")
+        sub = commands.add_parser(command, help=f"{command} one picture, a folder of pictures or a manifest")
         sub.add_argument("--provider", required=True, choices=PROVIDERS)
-        sub.add_argument("--image", required=True, help="input picture (PNG, JPEG, WebP…)")
+        sources = sub.add_mutually_exclusive_group(required=True)
+        sources.add_argument("--image", help="input picture (PNG, JPEG, WebP…), or a folder: every picture in it")
+        sources.add_argument("--manifest", help="JSON lines, one picture a line: "
+                                                '{"image": …, "mask": …, "prompt": …, "negative_prompt": …, "seed": …} '
+                                                "(paths relative to the manifest; missing fields come from the flags)")
         if command == "inpaint":
-            sub.add_argument("--mask", required=True, help="white = change, black = keep")
+            sub.add_argument("--mask", help="white = change, black = keep; with a folder of pictures, a folder of "
+                                            "masks with the same file names, or one mask for all")
             sub.add_argument("--no-keep-unmasked", action="store_true",
                              help="do not paste the original back outside the mask")
-        sub.add_argument("--prompt", required=True)
+        sub.add_argument("--prompt", help="required, except with a manifest whose lines all give one")
         sub.add_argument("--negative-prompt", default="")
         sub.add_argument("--strength", type=float, default=0.75)
         sub.add_argument("--steps", type=int, default=30)
         sub.add_argument("--guidance", type=float, default=7.5)
-        sub.add_argument("--seed", type=int, default=None, help="default: the provider picks one (reported)")
+        sub.add_argument("--seed", type=int, default=None,
+                         help="default: the provider picks one (reported); for a folder, each picture's seed comes "
+                              "from its file name, so a re-run is the same request")
+        sub.add_argument("--concurrency", type=int, default=None,
+                         help="pictures sent at once (default and most: the service's limit)")
         sub.add_argument("--samples", type=int, default=1)
         sub.add_argument("--model", help="Dezgo model id, or a diffusers folder for --provider local")
         sub.add_argument("--model-id", help="ModelsLab / ImagePipeline model_id")
@@ -180,8 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--no-journal", action="store_true",
                          help="send the call even when an identical one (same --seed) is in the journal of "
                               "paid calls (the user cache folder, or IMGEDIT_JOURNAL_DIR)")
-        sub.add_argument("-o", "--output", required=True, help="output PNG (several samples: NAME_0.png, …)")
-        sub.set_defaults(no_keep_unmasked=False)
+        sub.add_argument("-o", "--output", required=True,
+                         help="output PNG (several samples: NAME_0.png, …); for a folder or manifest, an output "
+                              "folder: each result under its input's name and size, plus report.jsonl")
+        sub.set_defaults(no_keep_unmasked=False, mask=None)
     demo = commands.add_parser("demo", help="offline end-to-end demo on the bundled sample (uses the sandbox)")
     demo.add_argument("-o", "--output", default="out", help="folder for the results")
     return parser
@@ -195,10 +217,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for line in report["steps"]:
                 print(line)
             print("wrote " + ", ".join(report["written"].values()))
+        elif args.manifest or (args.image and Path(args.image).is_dir()):
+            from .cli_batch import run_batch
+
+            return run_batch(args, make_provider)
         else:
             report = run_edit_command(args)
             print(json.dumps(report, indent=1, default=str))
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):
         print("cancelled", file=sys.stderr)
         return 130
     except ImgEditError as error:

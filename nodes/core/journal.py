@@ -10,6 +10,9 @@ result pictures as ``0.png``, ``1.png``... ``record.json`` says the state:
 - ``done``: the results are on disk (with their seeds, job ids, metadata and warnings);
 - ``failed``: the service refused the call or the job failed (a new call is made next time).
 
+While a process makes the call, ``claim.json`` beside it names that process (:mod:`.journal_claims`):
+other processes sharing the folder wait for it instead of paying for the same call.
+
 Every write is atomic (a temporary file in the same folder, fsync, rename), so a power loss leaves
 the previous state or the new one; a record that still cannot be read is skipped with a warning.
 A record never holds a key or a key-bearing URL: clients put keys in headers or bodies, and the
@@ -23,6 +26,7 @@ Bounds: total size and age (defaults 2 GB and 30 days), oldest records deleted f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from .files import atomic_write
+from .journal_claims import CLAIM_FILE, Claim, claimed, heartbeat_from_env
 
 log = logging.getLogger("comfyui_imgedit")
 
@@ -191,11 +196,15 @@ class Journal:
 
     ``caps_every_s``: after a run, the caps are applied at most this often per folder (a scan of
     3000 records takes ~0.1 s on the CI machine; a run should not pay it every time).
+    ``heartbeat_s``: how often a process making a call refreshes its claim (:mod:`.journal_claims`;
+    default ``IMGEDIT_JOURNAL_HEARTBEAT_S`` or 5 s; a claim silent for 6 beats is taken over).
     """
 
     def __init__(self, folder: PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_age_s: float = DEFAULT_MAX_AGE_S, caps_every_s: float = 60.0):
+                 max_age_s: float = DEFAULT_MAX_AGE_S, caps_every_s: float = 60.0,
+                 heartbeat_s: Optional[float] = None):
         self.folder = Path(folder)
+        self.heartbeat_s = float(heartbeat_s) if heartbeat_s else heartbeat_from_env()
         self.max_bytes = int(max_bytes)
         self.max_age_s = float(max_age_s)
         self.caps_every_s = float(caps_every_s)
@@ -227,6 +236,19 @@ class Journal:
                         path)
             return None
         return record if record.digest == digest else None
+
+    def claim(self, digest: str, check_cancelled) -> "contextlib.AbstractContextManager[Optional[Claim]]":
+        """Claim the call ``digest`` against other processes (:func:`.journal_claims.claimed`): waits
+        while a live one makes it; yields None when it got done meanwhile."""
+        return claimed(self._dir(digest), heartbeat_s=self.heartbeat_s, is_done=lambda: self._is_done(digest),
+                       check_cancelled=check_cancelled)
+
+    def _is_done(self, digest: str) -> bool:
+        """Whether the record says done (read quietly: it is asked ten times a second while waiting)."""
+        try:
+            return json.loads((self._dir(digest) / RECORD_FILE).read_bytes()).get("state") == "done"
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def write(self, record: Record) -> Record:
         """Store ``record`` (atomically), stamping its update time; a failure is logged and kept in
@@ -310,7 +332,7 @@ class Journal:
         cutoff = time.time() - self.max_age_s
         removed = 0
         for updated, size, folder in entries:
-            if folder.name in keep:
+            if folder.name in keep or (folder / CLAIM_FILE).exists():  # a call running here or elsewhere
                 continue
             if updated >= cutoff and total <= self.max_bytes:
                 break

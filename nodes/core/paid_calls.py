@@ -11,7 +11,10 @@ For a remote call with a fixed seed (a random seed is a new request every time):
 - otherwise the call is made; the record is written before it goes out, when the job id arrives
   (``Hooks.job_submitted``) and when it ends. A Cancel leaves the record as it is.
 
-Identical calls in flight at the same time in this process wait for the first one and read its result.
+Identical calls in flight at the same time in this process wait for the first one and read its result;
+so do those of other processes sharing the journal folder (another ComfyUI on the same install, another
+machine on a shared folder), through the record's claim file (:mod:`.journal_claims`): a live claim is
+waited for (Cancel honoured), a stale one taken over like a ``submitted`` record.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def paid_edit(provider: Provider, journal: Optional[Journal], request: EditReque
         pictures.append(_picture_bytes(request.mask))
     digest = request_digest(provider.name, identity["endpoint"], identity["fields"], pictures)
     digests.add(digest)
-    with _one_at_a_time(digest, hooks):
+    with _one_at_a_time(digest, hooks), journal.claim(digest, hooks.check_cancelled):
         return journaled_edit(provider, journal, digest, identity["endpoint"], request, hooks)
 
 
