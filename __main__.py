@@ -1,4 +1,4 @@
-"""``python -m comfyui_imgedit`` and the ``comfyui-imgedit`` script: the headless command line (cli.py)."""
+"""``python -m comfyui_imgedit`` and the ``comfyui-imgedit`` script: the headless command line (cli/)."""
 
 import os
 import sys

@@ -76,7 +76,7 @@ def bare_run(provider: str, pictures: Path) -> float:
     import concurrent.futures as cf
 
     from comfyui_imgedit.cli import build_parser, make_provider
-    from comfyui_imgedit.cli_batch import name_seed
+    from comfyui_imgedit.cli.batch import name_seed
     from comfyui_imgedit.nodes.core.request import EditRequest, Hooks
 
     args = build_parser().parse_args(["img2img", "--provider", provider, "--image", "x", "--prompt", "bench", "-o", "x"])

@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from comfyui_imgedit import cli_batch
+from comfyui_imgedit.cli import batch as cli_batch
 from comfyui_imgedit.cli import main
-from comfyui_imgedit.cli_batch import name_seed
+from comfyui_imgedit.cli.batch import name_seed
 from comfyui_imgedit.nodes.core import images as img
 from comfyui_imgedit.sandbox import SandboxServer
 from remote_support import KEY

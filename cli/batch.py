@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .cli_batch_io import (REPORT, BatchProgress, OldReport, ReportWriter, Picture, count_lines, is_picture_file,
+from .batch_io import (REPORT, BatchProgress, OldReport, ReportWriter, Picture, count_lines, is_picture_file,
                            load_mask, load_picture, write_outputs)
-from .nodes.core.errors import AuthError, CreditsError, ImgEditError, InputError
-from .nodes.core.request import SEED_MAX, Cancelled, Hooks
+from ..nodes.core.errors import AuthError, CreditsError, ImgEditError, InputError
+from ..nodes.core.request import SEED_MAX, Cancelled, Hooks
 
 #: after Ctrl-C, how long in-flight pictures get to stop and report (their journal records stay)
 STOP_GRACE_S = 0.8
@@ -175,7 +175,7 @@ class Batch:
         return hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:32]
 
     def run_one(self, picture: Picture, key: str) -> dict[str, Any]:
-        from .nodes.core.edit import run_edit
+        from ..nodes.core.edit import run_edit
 
         line: dict[str, Any] = {"input": str(picture.image), "mask": None if picture.mask is None else str(picture.mask),
                                 "outputs": [], "status": "failed", "seeds": [], "job_ids": [], "cost_usd": None,
@@ -216,7 +216,7 @@ class Batch:
 def run_batch(args: argparse.Namespace, make_provider) -> int:
     """Run the folder or manifest; prints a one-line JSON summary on stdout; returns the exit code."""
     total, pictures = plan(args)
-    from .nodes.core.journal import open_journal
+    from ..nodes.core.journal import open_journal
 
     provider = make_provider(args.provider, args)
     out = Path(args.output)

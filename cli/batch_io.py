@@ -1,4 +1,4 @@
-"""Files, report and progress bar of the command line's folder mode (:mod:`.cli_batch`)."""
+"""Files, report and progress bar of the command line's folder mode (:mod:`.batch`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from .nodes.core.errors import InputError
+from ..nodes.core.errors import InputError
 
 PICTURE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 REPORT = "report.jsonl"
@@ -43,13 +43,13 @@ def count_lines(path: Path) -> int:
 
 
 def load_picture(path: Path, flag: str):
-    from .nodes.core import images as img
+    from ..nodes.core import images as img
 
     return img.decode_image(_read(path, flag), name=f"{flag} {path.name!r}")
 
 
 def load_mask(path: Path, flag: str):
-    from .nodes.core import images as img
+    from ..nodes.core import images as img
 
     return img.decode_mask(_read(path, flag), name=f"{flag} {path.name!r}")
 
@@ -76,7 +76,7 @@ def write_outputs(images, out: Path, name: str) -> list[Path]:
     half a picture that a re-run would take as done."""
     from PIL import Image
 
-    from .nodes.core import images as img
+    from ..nodes.core import images as img
 
     paths = output_paths(out, name, images.shape[0])
     for picture, path in zip(images, paths):

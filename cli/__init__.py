@@ -5,7 +5,7 @@
     python -m comfyui_imgedit img2img|inpaint --provider NAME --manifest pictures.jsonl -o DIR
     python -m comfyui_imgedit demo [-o DIR]
 
-A folder or a manifest runs in :mod:`.cli_batch` (concurrent, streamed, a report, resumable).
+A folder or a manifest runs in :mod:`.batch` (concurrent, streamed, a report, resumable).
 
 Keys come from the environment (``DEZGO_API_KEY``, ``MODELSLAB_API_KEY``, ``IMAGEPIPELINE_API_KEY``)
 as in ComfyUI; hosts from ``IMGEDIT_*_URL``. Paid calls with a fixed ``--seed`` go through the journal
@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .nodes.core.errors import ImgEditError, InputError
-from .nodes.core.request import Cancelled, Hooks
-from .nodes.core.services import SERVICES
+from ..nodes.core.errors import ImgEditError, InputError
+from ..nodes.core.request import Cancelled, Hooks
+from ..nodes.core.services import SERVICES
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PROVIDERS = (*SERVICES, "local")
 
 
@@ -36,26 +36,26 @@ def make_provider(name: str, args: argparse.Namespace):
     if name in SERVICES:  # as many calls at once as the service allows, unless --concurrency says fewer
         common["max_concurrency"] = args.concurrency or SERVICES[name].max_concurrency
     if name == "dezgo":
-        from .nodes.core.providers.dezgo import DezgoClient
+        from ..nodes.core.providers.dezgo import DezgoClient
 
         return DezgoClient(model=args.model or "", sampler=args.scheduler or "", **common)
     if name == "sdapi":
-        from .nodes.core.providers.sdapi import SDAPIClient
+        from ..nodes.core.providers.sdapi import SDAPIClient
 
         return SDAPIClient(**common)
     if name == "modelslab":
-        from .nodes.core.providers.modelslab import ModelsLabClient
+        from ..nodes.core.providers.modelslab import ModelsLabClient
 
         options = {"model_id": args.model_id} if args.model_id else {}
         if args.scheduler:
             options["scheduler"] = args.scheduler
         return ModelsLabClient(**options, **common)
     if name == "imagepipeline":
-        from .nodes.core.providers.imagepipeline import ImagePipelineClient
+        from ..nodes.core.providers.imagepipeline import ImagePipelineClient
 
         return ImagePipelineClient(**({"model_id": args.model_id} if args.model_id else {}), **common)
     if name == "local":
-        from .nodes.core.providers.local_diffusers import LocalDiffusersProvider
+        from ..nodes.core.providers.local_diffusers import LocalDiffusersProvider
 
         if not args.model:
             raise InputError("--model is required with --provider local: give a diffusers folder (with model_index.json).")
@@ -69,8 +69,8 @@ def _print_progress(done: int, total: int, text: str) -> None:
 
 
 def run_edit_command(args: argparse.Namespace) -> dict[str, Any]:
-    from .nodes.core import images as img
-    from .nodes.core.edit import run_edit
+    from ..nodes.core import images as img
+    from ..nodes.core.edit import run_edit
 
     if args.prompt is None:
         raise InputError("--prompt is required.")
@@ -83,7 +83,7 @@ def run_edit_command(args: argparse.Namespace) -> dict[str, Any]:
         if not args.mask:
             raise InputError("--mask is required for inpaint: a picture where white = change, black = keep.")
         mask = img.pil_to_mask(_open(args.mask, "--mask"))
-    from .nodes.core.journal import open_journal
+    from ..nodes.core.journal import open_journal
 
     provider = make_provider(args.provider, args)
     outcome = run_edit(
@@ -108,7 +108,7 @@ def _open(path: str, flag: str):
 
 def _save(images, output: Path) -> list[Path]:
     """One file per image: ``out.png``, or ``out_0.png``, ``out_1.png``… for several."""
-    from .nodes.core import images as img
+    from ..nodes.core import images as img
 
     output.parent.mkdir(parents=True, exist_ok=True)
     if images.shape[0] == 1:
@@ -125,11 +125,11 @@ DEMO_TARGET_EDGE = 512
 
 def run_demo(out_dir: Path) -> dict[str, Any]:
     """Crop -> inpaint (ModelsLab protocol, queued job) -> stitch on the sample, against the sandbox."""
-    from .nodes.core import images as img
-    from .nodes.core import masks
-    from .nodes.core.edit import run_edit
-    from .nodes.core.providers.modelslab import ModelsLabClient
-    from .sandbox import SandboxServer
+    from ..nodes.core import images as img
+    from ..nodes.core import masks
+    from ..nodes.core.edit import run_edit
+    from ..nodes.core.providers.modelslab import ModelsLabClient
+    from ..sandbox import SandboxServer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     picture = img.pil_to_tensor(_open(str(ASSETS / "sample.png"), "sample"))[None]
@@ -218,7 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(line)
             print("wrote " + ", ".join(report["written"].values()))
         elif args.manifest or (args.image and Path(args.image).is_dir()):
-            from .cli_batch import run_batch
+            from .batch import run_batch
 
             return run_batch(args, make_provider)
         else:
