@@ -48,8 +48,7 @@ def extend_canvas(image: torch.Tensor, left: int = 0, top: int = 0, right: int =
     sides) and 0 from ``overlap`` pixels in: sides extended by 0 get no ramp.
 
     Cost: one write of the output; ``surround`` reads the picture once more for its half-size
-    pyramid and computes the fill at full size only on the new area (``bench/bench_masks.py``,
-    section "extend canvas").
+    pyramid and computes the fill at full size only on the new area (``bench/bench_outpaint.py``).
     """
     left, top, right, bottom, overlap = (int(v) for v in (left, top, right, bottom, overlap))
     for name, value in (("left", left), ("top", top), ("right", right), ("bottom", bottom)):
@@ -95,7 +94,12 @@ def _extend_mask(height: int, width: int, left: int, top: int, right: int, botto
             ramp = torch.maximum(ramp, (1.0 - (size - inside) * step).clamp_(min=0.0))
         return ramp
 
-    mask = torch.ones((1, top + height + bottom, left + width + right), dtype=torch.float32)
+    # Written once: 1 on the four bands of the new area, the ramps (or 0) inside.
+    mask = torch.empty((1, top + height + bottom, left + width + right), dtype=torch.float32)
+    mask[0, :top].fill_(1.0)
+    mask[0, top + height:].fill_(1.0)
+    mask[0, top:top + height, :left].fill_(1.0)
+    mask[0, top:top + height, left + width:].fill_(1.0)
     inner = mask[0, top:top + height, left:left + width]
     if overlap == 0:
         inner.zero_()
@@ -112,7 +116,7 @@ def _surround_fill(picture: torch.Tensor, out: torch.Tensor, left: int, top: int
     (the weight is capped) and the mean of those pixels; a cell holding none is unknown. So on
     the new area the finest level's estimate is the coarser one upsampled, levels 1 and 2 are the
     picture's block means alone, and levels 1 and 0 are pulled only over the new area (plus a
-    cell). ~4x less work than the full-size pyramid (``bench/bench_masks.py``, "extend canvas").
+    cell). ~4x less work than the full-size pyramid (``bench/bench_outpaint.py``).
     """
     height, width = int(picture.shape[0]), int(picture.shape[1])
     new_h, new_w = int(out.shape[0]), int(out.shape[1])
@@ -262,7 +266,8 @@ def _upsampled(coarse: np.ndarray, origin: tuple[int, int], y0: int, y1: int, x0
 
 def _upsample_axis_into(coarse: np.ndarray, axis: int, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
     """Fine cells ``start:stop`` along ``axis`` of ``coarse`` upsampled 2x: fine ``2k`` is
-    ``3/4 c[k] + 1/4 c[k-1]``, fine ``2k+1`` is ``3/4 c[k] + 1/4 c[k+1]`` (a missing neighbour: ``c[k]``).
+    ``3/4 c[k] + 1/4 c[k-1]``, fine ``2k+1`` is ``3/4 c[k] + 1/4 c[k+1]`` (a missing neighbour: ``c[k]``),
+    written into ``out`` (any strided view) if given.
 
     Strided slices and one add per parity: 2-3x faster than gathering the taps with ``np.take``
     (and than torch's two-thread gathers on the shared 2-core machine)."""
@@ -276,18 +281,22 @@ def _upsample_axis_into(coarse: np.ndarray, axis: int, start: int, stop: int, ou
         shape[axis] = stop - start
         out = np.empty(shape, np.float32)
     size = coarse.shape[axis]
-    three_quarters = coarse * np.float32(0.75)
-    quarter = coarse * np.float32(0.25)
-    for parity, shift in ((0, -1), (1, 1)):
+    # fine 2k = c[k] - step[k-1], fine 2k+1 = c[k] + step[k], with step[k] = (c[k+1] - c[k]) / 4:
+    # one temporary instead of 3/4 c and 1/4 c.
+    step = np.subtract(cut(coarse, slice(1, None)), cut(coarse, slice(None, -1)))
+    step *= np.float32(0.25)
+    for parity, ufunc in ((0, np.subtract), (1, np.add)):
         first = start + (parity - start) % 2
         if first >= stop:
             continue
         k0, count = (first - parity) // 2, (stop - first + 1) // 2
         target = cut(out, slice(first - start, None, 2))
-        low = 1 if k0 + shift < 0 else 0
-        high = 1 if k0 + count + shift > size else 0
-        np.add(cut(three_quarters, slice(k0 + low, k0 + count - high)),
-               cut(quarter, slice(k0 + low + shift, k0 + count - high + shift)), out=cut(target, slice(low, count - high)))
+        # Cells whose neighbour lies past the level's edge repeat their own value.
+        low = 1 if parity == 0 and k0 == 0 else 0
+        high = 1 if parity == 1 and k0 + count == size else 0
+        shift = -1 if parity == 0 else 0
+        ufunc(cut(coarse, slice(k0 + low, k0 + count - high)), cut(step, slice(k0 + low + shift, k0 + count - high + shift)),
+              out=cut(target, slice(low, count - high)))
         if low:
             cut(target, slice(0, 1))[...] = cut(coarse, slice(k0, k0 + 1))
         if high:
