@@ -64,21 +64,26 @@ def extend_canvas(image: torch.Tensor, left: int = 0, top: int = 0, right: int =
     if max(new_h, new_w) > MAX_SIDE:
         raise InputError(f"the extended picture would be {new_w}x{new_h} pixels, more than ComfyUI's {MAX_SIDE} per side; "
                          f"extend the {width}x{height} picture by less.")
-    masks = _extend_mask(height, width, left, top, right, bottom, overlap).to(images.device)
+    # The fills work on CPU memory in place (ComfyUI's IMAGE and MASK tensors live there anyway).
+    device, images = images.device, images.cpu()
+    masks = _extend_mask(height, width, left, top, right, bottom, overlap).expand(count, -1, -1).contiguous()
+    out = torch.empty((count, new_h, new_w, 3), dtype=torch.float32)
+    out[:, top:top + height, left:left + width] = images
+    inside = slice(left, left + width)
     if fill == "edge":
-        rows = (torch.arange(new_h, device=images.device) - top).clamp_(0, height - 1)
-        cols = (torch.arange(new_w, device=images.device) - left).clamp_(0, width - 1)
-        out = images[:, rows][:, :, cols]
-        return out, masks.expand(count, -1, -1).contiguous()
-    out = torch.empty((count, new_h, new_w, 3), dtype=torch.float32, device=images.device)
-    for i in range(count):
-        if fill == "neutral" or (new_h, new_w) == (height, width):
-            out[i].fill_(NEUTRAL_GREY)
-        else:
+        # Rows first (above and below the picture), then whole columns, which carries the corners.
+        out[:, :top, inside] = out[:, top:top + 1, inside]
+        out[:, top + height:, inside] = out[:, top + height - 1:top + height, inside]
+        out[:, :, :left] = out[:, :, left:left + 1]
+        out[:, :, left + width:] = out[:, :, left + width - 1:left + width]
+    elif fill == "neutral":
+        for band in (out[:, :top], out[:, top + height:], out[:, top:top + height, :left], out[:, top:top + height, left + width:]):
+            band.fill_(NEUTRAL_GREY)
+    elif (new_h, new_w) != (height, width):
+        for i in range(count):
             _surround_fill(images[i], out[i], left, top)
             _blend_seams(images[i], out[i], left, top)
-        out[i, top:top + height, left:left + width] = images[i]
-    return out, masks.expand(count, -1, -1).contiguous()
+    return out.to(device), masks.to(device)
 
 
 def _extend_mask(height: int, width: int, left: int, top: int, right: int, bottom: int, overlap: int) -> torch.Tensor:
