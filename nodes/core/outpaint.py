@@ -106,10 +106,16 @@ def _extend_mask(height: int, width: int, left: int, top: int, right: int, botto
     mask[0, top:top + height, :left].fill_(1.0)
     mask[0, top:top + height, left + width:].fill_(1.0)
     inner = mask[0, top:top + height, left:left + width]
-    if overlap == 0:
-        inner.zero_()
-    else:
-        torch.maximum(ramps(height, top, bottom)[:, None], ramps(width, left, right)[None, :], out=inner)
+    inner.zero_()
+    if overlap:
+        # The ramps are non-zero only within ``overlap`` of an extended side: compute them on those strips.
+        down, across = ramps(height, top, bottom), ramps(width, left, right)
+        reach_y, reach_x = min(overlap, height), min(overlap, width)
+        strips = [(slice(0, reach_y) if top else None, slice(None)), (slice(height - reach_y, height) if bottom else None, slice(None)),
+                  (slice(None), slice(0, reach_x) if left else None), (slice(None), slice(width - reach_x, width) if right else None)]
+        for rows, cols in strips:
+            if rows is not None and cols is not None:
+                torch.maximum(down[rows][:, None], across[cols][None, :], out=inner[rows, cols])
     return mask
 
 
