@@ -278,14 +278,16 @@ def _upsampled(coarse: np.ndarray, origin: tuple[int, int], y0: int, y1: int, x0
     of a ``[3,h,w]`` level of which ``coarse`` holds the cells from ``origin``: all that
     :func:`.mask_fill.coarse_span` names for those rows and columns, so a neighbour missing from
     ``coarse`` is past the level's edge (whose cell is repeated). ``[3,h,w]``, or written into
-    ``out [h,w,3]`` one channel at a time (the transpose folded into the last pass: a separate
-    permuted copy cost as much as the upsampling)."""
-    rows = _upsample_axis_into(coarse, 1, y0 - 2 * origin[0], y1 - 2 * origin[0])
+    ``out [h,w,3]``."""
     if out is None:
+        rows = _upsample_axis_into(coarse, 1, y0 - 2 * origin[0], y1 - 2 * origin[0])
         return _upsample_axis_into(rows, 2, x0 - 2 * origin[1], x1 - 2 * origin[1])
-    for channel in range(3):
-        _upsample_axis_into(rows[channel], 1, x0 - 2 * origin[1], x1 - 2 * origin[1], out=out[..., channel])
-    return out
+    # Columns first, on [3,h,w] (long rows); that half-size result turned to [h,w,3] (torch's
+    # transposing copy); rows last, straight into ``out``, whose rows are contiguous there. 1.5x
+    # faster than rows first and then columns written one channel at a time into ``out``.
+    columns = _upsample_axis_into(coarse, 2, x0 - 2 * origin[1], x1 - 2 * origin[1])
+    interleaved = torch.from_numpy(columns).permute(1, 2, 0).contiguous().numpy()
+    return _upsample_axis_into(interleaved, 0, y0 - 2 * origin[0], y1 - 2 * origin[0], out=out)
 
 
 def _upsample_axis_into(coarse: np.ndarray, axis: int, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
