@@ -203,8 +203,10 @@ def _blend_seams(picture: torch.Tensor, out: torch.Tensor, left: int, top: int) 
     for name, (band, line, (start, stop)) in sides.items():
         continued[name] = _continued(line, band.shape[0])
         weight = _smoothstep(np.arange(1, band.shape[0] + 1) / SEAM_BLEND)[:, None, None]
-        part = band[:, start:stop]
-        part[...] = continued[name][:, start:stop] + (part - continued[name][:, start:stop]) * weight
+        part, along = band[:, start:stop], continued[name][:, start:stop]
+        part -= along  # lerp(along, fill, weight) in place
+        part *= weight
+        part += along
     for across in ("top", "bottom"):
         for beside in ("left", "right"):
             if across not in sides or beside not in sides:
