@@ -32,9 +32,11 @@ _SEED_TOOLTIP = (
 def _common_inputs() -> list:
     return [
         io.String.Input("prompt", multiline=True, default="",
-                        tooltip="Describe the whole picture you want, not only the change."),
+                        tooltip="Describe the whole picture you want, not only the change. One prompt per picture of the batch: "
+                                "separate them with lines that are exactly ---; picture i gets prompt i (crops of ImgEditCropToMask "
+                                "regions: separately come picture 0's first, each picture's regions top to bottom). One prompt serves all."),
         io.String.Input("negative_prompt", multiline=True, default="",
-                        tooltip="What you do not want in the picture."),
+                        tooltip="What you do not want in the picture. Like prompt: one for all pictures, or one per picture separated by --- lines."),
         io.Float.Input("strength", default=0.75, min=0.0, max=1.0, step=0.01,
                        tooltip="How much to change: 0 keeps the picture, 1 ignores it. Only strength x steps denoising steps run."),
         io.Int.Input("steps", default=30, min=1, max=150,
@@ -55,7 +57,8 @@ def _common_inputs() -> list:
 def _outputs() -> list:
     return [
         io.Image.Output(display_name="IMAGE", tooltip="The edited pictures, at the input's size."),
-        io.String.Output(display_name="info", tooltip="JSON: provider, seeds, job ids, warnings, timings, cost when reported; journal: a result taken from the journal of paid calls or a resumed job."),
+        io.String.Output(display_name="info", tooltip="JSON: provider, seeds, job ids, warnings, timings, cost when reported; prompts: which prompt went to which picture "
+                                                           "(with --- separated prompts); journal: a result taken from the journal of paid calls or a resumed job."),
     ]
 
 

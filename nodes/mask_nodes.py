@@ -1,5 +1,5 @@
 """Mask preparation nodes: grow/shrink, feather, mask from a picture, crop around a mask, stitch,
-cut other pictures like a crop, fill the masked area.
+cut other pictures like a crop, fill the masked area, extend the canvas for outpainting.
 
 Thin V3 wrappers: each ``execute`` only turns widget values into one call of
 :mod:`nodes.core.masks`, where the maths (and its tests) live.
@@ -201,5 +201,43 @@ class ImgEditFillMasked(io.ComfyNode):
         return io.NodeOutput(masks.fill_masked(image, mask, mode))
 
 
+class ImgEditExtendCanvas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        def side(name: str, where: str) -> io.Int.Input:
+            return io.Int.Input(name, default=0, min=0, max=masks.MAX_EXTEND, step=8,
+                                tooltip=f"Pixels to add {where} the picture (0: none).")
+
+        return io.Schema(
+            node_id="ImgEditExtendCanvas",
+            display_name="Extend Canvas for Outpainting (ImgEdit)",
+            category=CATEGORY,
+            description="Make the picture larger for outpainting: the original stays exactly in place, the new area is filled so a model "
+                        "continues the picture, and the mask marks the new area. Then ImgEditCropToMask (target_edge) -> ImgEditInpaint -> "
+                        "ImgEditStitch sends only the border region, at the model's size.",
+            inputs=[
+                io.Image.Input("image", tooltip="The pictures to extend."),
+                side("left", "left of"),
+                side("top", "above"),
+                side("right", "right of"),
+                side("bottom", "below"),
+                io.Combo.Input("fill", options=list(masks.EXTEND_FILL_MODES), default="surround",
+                               tooltip="What the new area starts as. surround: the colours next to it, fading smoothly to the picture's broad "
+                                       "colours (no seam, the model continues it). edge: the border pixels repeated outwards (stripes). neutral: mid grey."),
+                io.Int.Input("overlap", default=16, min=0, max=masks.MAX_OVERLAP, step=1,
+                             tooltip="How far, in pixels, the mask ramps down into the original along each extended side, so the model may blend "
+                                     "its continuation into the edge. 0: the mask stops exactly at the border. The picture's pixels are never changed here."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="The larger pictures: the original in place, the new area filled."),
+                io.Mask.Output(display_name="mask", tooltip="1 on the new area, ramping to 0 over the overlap inside the original, 0 elsewhere."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, left: int, top: int, right: int, bottom: int, fill: str = "surround", overlap: int = 16) -> io.NodeOutput:
+        return io.NodeOutput(*masks.extend_canvas(image, left, top, right, bottom, fill, overlap))
+
+
 NODES = [ImgEditGrowMask, ImgEditFeatherMask, ImgEditMaskFromImage, ImgEditCropToMask, ImgEditStitch, ImgEditCropLike,
-         ImgEditFillMasked]
+         ImgEditFillMasked, ImgEditExtendCanvas]

@@ -60,6 +60,20 @@ def test_run_edit_odd_sizes_batches_and_samples(roots):
     assert torch.allclose(masked.images[0][outside], batch[0][outside], atol=1e-6)
 
 
+def test_run_edit_gives_each_picture_its_own_prompt(roots):
+    """Two equal pictures, one seed, ``---``-separated prompts: each output is the lone run of its prompt."""
+    edit = pytest.importorskip("comfyui_imgedit.nodes.core.edit")
+    provider = LocalDiffusersProvider(lm.resolve_model("tiny-sd", roots), scheduler=EULER)
+    same = picture(32, 32, 3)[None].expand(2, -1, -1, -1)
+    out = edit.run_edit(provider, same, prompt="a red cat\n---\na blue whale on the moon", negative_prompt="dark\n---\nbright",
+                        steps=4, strength=0.8, seed=11)
+    assert [p["prompt"] for p in out.info["prompts"]] == ["a red cat", "a blue whale on the moon"]
+    for item, (prompt, negative) in enumerate([("a red cat", "dark"), ("a blue whale on the moon", "bright")]):
+        alone = provider.edit(req(same[item], prompt=prompt, negative_prompt=negative, steps=4, strength=0.8, seed=11), Hooks())
+        assert torch.allclose(out.images[item], alone.images[0], atol=1e-4)
+    assert not torch.allclose(out.images[0], out.images[1], atol=1e-3)
+
+
 def test_same_seed_same_pixels_in_any_batch(roots):
     provider = LocalDiffusersProvider(lm.resolve_model("tiny-sd", roots), scheduler="EulerAncestralDiscreteScheduler")
     a = provider.edit(req(samples=3, seed=10), Hooks())

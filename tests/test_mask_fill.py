@@ -93,6 +93,6 @@ def test_upsampling_is_torch_bilinear_and_a_cut_out_equals_the_whole(size):
     assert np.allclose(whole, reference.numpy(), atol=1e-6)
     for start, stop in [(0, 1), (1, 2 * size[0]), (3, 5), (2 * size[0] - 1, 2 * size[0])]:
         start, stop = min(start, 2 * size[0] - 1), min(stop, 2 * size[0])
-        r0, r1 = mask_fill._coarse_span(start, stop, size[0])
+        r0, r1 = mask_fill.coarse_span(start, stop, size[0])
         part = mask_fill.upsample2(coarse.numpy()[:, r0:r1, :])
         assert np.array_equal(part[:, start - 2 * r0 : stop - 2 * r0, :], whole[:, start:stop, :])

@@ -100,10 +100,11 @@ def test_example_workflows_use_only_existing_node_ids():
     ids = set()
     for source in (ROOT / "nodes").glob("**/*.py"):
         ids |= set(re.findall(r'node_id="(ImgEdit\w+)"', source.read_text()))
-    assert len(ids) == 15
+    assert len(ids) == 16
     workflows = sorted((ROOT / "example_workflows").glob("*.json"))
     assert {w.stem for w in workflows} >= {"img2img_local", "inpaint_local", "img2img_checkpoint", "inpaint_checkpoint", "img2img_remote",
-                                           "inpaint_crop_stitch_remote", "mask_prep", "edit_kontext", "inpaint_flux_fill"}
+                                           "inpaint_crop_stitch_remote", "mask_prep", "edit_kontext", "inpaint_flux_fill",
+                                           "outpaint_remote", "regions_two_prompts_remote"}
     for workflow in workflows:
         data = json.loads(workflow.read_text())
         used = {node["type"] for node in data["nodes"] if node["type"].startswith("ImgEdit")}

@@ -29,6 +29,7 @@ from . import images as img
 from .errors import InputError, ProviderError, ProviderFailed
 from .journal import Journal
 from .paid_calls import paid_edit
+from .prompts import prompts_per_picture, split_prompts
 from .request import MAX_SAMPLES, SEED_MAX, Cancelled, EditRequest, EditResult, Hooks, Provider
 
 _WAIT_SLICE_S = 0.2
@@ -73,18 +74,22 @@ def run_edit(
     against the other side. ``seed`` is the seed of each picture's first sample; sample ``k`` uses
     ``seed + k`` (wrapping at 2**32), so asking for more samples never changes earlier ones.
     ``journal`` (remote providers, fixed seeds): identical calls come from disk, interrupted jobs
-    are resumed (:mod:`.paid_calls`); None sends every call.
+    are resumed (:mod:`.paid_calls`); None sends every call. ``prompt`` and ``negative_prompt`` may
+    hold one prompt per picture, separated by ``---`` lines (:mod:`.prompts`): each picture's calls
+    carry only its own, and ``info["prompts"]`` says which went where.
     """
     hooks = hooks or Hooks()
     _check_params(provider, strength, steps, samples, seed)
     started = time.monotonic()
     images, masks = _normalise_inputs(image, mask)
+    prompts = prompts_per_picture(prompt, images.shape[0], "prompt")
+    negative_prompts = prompts_per_picture(negative_prompt, images.shape[0], "negative_prompt")
     result = EditResult()
     skipped = _empty_mask_items(masks)
     for item in skipped:
         result.warnings.append(f"mask of picture {item} is empty: nothing was sent and the picture is returned unchanged")
 
-    calls = _plan_calls(provider, images, masks, skipped, prompt=prompt, negative_prompt=negative_prompt,
+    calls = _plan_calls(provider, images, masks, skipped, prompts=prompts, negative_prompts=negative_prompts,
                         strength=strength, steps=steps, guidance=guidance, seed=seed, samples=samples,
                         options=dict(options or {}))
     digests: set[str] = set()
@@ -126,6 +131,9 @@ def run_edit(
         "metadata": result.metadata,
         "timings": {"total_s": round(time.monotonic() - started, 3)},
     }
+    if len(split_prompts(prompt)) > 1 or len(split_prompts(negative_prompt)) > 1:
+        info["prompts"] = [{"picture": item, "prompt": prompts[item], "negative_prompt": negative_prompts[item]}
+                           for item in range(images.shape[0])]
     if result.notes:
         info["journal"] = result.notes
     return EditOutcome(images=torch.stack(outputs).clamp_(0.0, 1.0), info=info)
@@ -172,7 +180,8 @@ def _empty_mask_items(masks: Optional[torch.Tensor]) -> set[int]:
     return {i for i in range(masks.shape[0]) if not bool(masks[i].any())}
 
 
-def _plan_calls(provider: Provider, images, masks, skipped, *, seed, samples, options, **params) -> list[_Call]:
+def _plan_calls(provider: Provider, images, masks, skipped, *, prompts, negative_prompts, seed, samples, options,
+                **params) -> list[_Call]:
     rule = provider.size_rule
     per_call = max(1, int(provider.max_samples_per_call))
     calls = []
@@ -187,7 +196,7 @@ def _plan_calls(provider: Provider, images, masks, skipped, *, seed, samples, op
             calls.append(_Call(item, first, EditRequest(
                 image=picture, mask=area, samples=min(per_call, samples - first),
                 seed=None if seed is None else (int(seed) + first) % (SEED_MAX + 1),
-                options=options, **params), fit))
+                prompt=prompts[item], negative_prompt=negative_prompts[item], options=options, **params), fit))
     return calls
 
 

@@ -74,7 +74,7 @@ def _push_pull(picture: torch.Tensor, mask: torch.Tensor, box) -> torch.Tensor:
     level[3] = weight
     levels = [level]
     while max(level.shape[1:]) > 1:
-        level = _push(level)
+        level = push_down(level)
         levels.append(level)
     colour, known = level[:3], level[3:]
     estimate = np.where(known > 0, colour / np.maximum(known, 1e-12), np.float32(NEUTRAL_GREY)).astype(np.float32)
@@ -83,14 +83,14 @@ def _push_pull(picture: torch.Tensor, mask: torch.Tensor, box) -> torch.Tensor:
         estimate = level[:3] + (1.0 - level[3:]) * upsample2(estimate)[:, :h, :w]
     # Level 0 takes the pulled estimate alone (the caller blends it in by the mask's value), and
     # only inside the box: upsample the coarse rows/columns it needs, one spare on each side.
-    (r0, r1), (c0, c1) = _coarse_span(y0 - wy0, y1 - wy0, estimate.shape[1]), _coarse_span(x0 - wx0, x1 - wx0, estimate.shape[2])
+    (r0, r1), (c0, c1) = coarse_span(y0 - wy0, y1 - wy0, estimate.shape[1]), coarse_span(x0 - wx0, x1 - wx0, estimate.shape[2])
     fine = upsample2(estimate[:, r0:r1, c0:c1])
     inner = fine[:, y0 - wy0 - 2 * r0 : y1 - wy0 - 2 * r0, x0 - wx0 - 2 * c0 : x1 - wx0 - 2 * c0]
     out = torch.from_numpy(np.ascontiguousarray(inner.transpose(1, 2, 0)))
     return out.clamp_(0.0, 1.0).to(picture.device)
 
 
-def _coarse_span(start: int, stop: int, size: int) -> tuple[int, int]:
+def coarse_span(start: int, stop: int, size: int) -> tuple[int, int]:
     """Coarse cells whose 2x upsampling gives fine cells ``start:stop`` exactly as a whole one would.
 
     Fine cell ``i`` reads coarse cells ``i//2 - 1 .. (i+1)//2``; a cut-out differs from the whole
@@ -126,7 +126,7 @@ def _upsample_axis(c: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _push(level: np.ndarray) -> np.ndarray:
+def push_down(level: np.ndarray) -> np.ndarray:
     """One level down: 2x2 block sums (odd sides padded with weight 0), weight capped at 1, colour renormalised."""
     _, h, w = level.shape
     if h % 2 or w % 2:

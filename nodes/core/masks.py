@@ -2,7 +2,7 @@
 
 The mask maths is split by theme: grow/shrink here, feather / mask from image / box in
 :mod:`.mask_feather`, crop, stitch and colour match in :mod:`.crop_stitch` and :mod:`.color_match`,
-hole filling in :mod:`.mask_fill`, the shared running max/min/sum in :mod:`.mask_kernels`. Their
+hole filling in :mod:`.mask_fill`, the outpainting canvas in :mod:`.outpaint`, the shared running max/min/sum in :mod:`.mask_kernels`. Their
 public names are re-exported below, so ``from .masks import X`` keeps working.
 
 Masks are ``[B,H,W]`` (or ``[H,W]``) float32 in 0..1, 1 = change. Everything here costs the same
@@ -304,3 +304,4 @@ from .mask_feather import FEATHER_MODES, LUMA_WEIGHTS, feather_mask, gaussian_bl
 from .crop_stitch import REGION_MODES, StitchRecord, crop_like, crop_to_mask, stitch  # noqa: E402
 from .color_match import COLOR_MATCH_MODES  # noqa: E402
 from .mask_fill import FILL_MODES, fill_masked  # noqa: E402
+from .outpaint import EXTEND_FILL_MODES, MAX_EXTEND, MAX_OVERLAP, extend_canvas  # noqa: E402

@@ -18,7 +18,7 @@ from comfyui_server import PACK_ROOT, ComfyServer, extra_model_paths_yaml
 #: The pack's node ids (a public contract: saved in users' workflows).
 NODE_IDS = [
     "ImgEditGrowMask", "ImgEditFeatherMask", "ImgEditMaskFromImage", "ImgEditCropToMask", "ImgEditStitch",
-    "ImgEditCropLike", "ImgEditFillMasked",
+    "ImgEditCropLike", "ImgEditFillMasked", "ImgEditExtendCanvas",
     "ImgEditDezgo", "ImgEditSDAPI", "ImgEditModelsLab", "ImgEditImagePipeline", "ImgEditLocalDiffusers",
     "ImgEditComfyModel", "ImgEditImg2Img", "ImgEditInpaint",
 ]

@@ -12,6 +12,8 @@ from comfyui_session import SAMPLE_INPUTS
 
 SAMPLE = SAMPLE_INPUTS["sample.png"]
 SAMPLE_MASK = SAMPLE_INPUTS["sample_mask.png"]
+#: outpaint_remote extends the sample picture by this many pixels on the right.
+OUTPAINT_RIGHT = 256
 
 PAID_NOTE = (
     "Remote provider: every run spends credits on your account with the service.\n\n"
@@ -246,6 +248,52 @@ def specs() -> list[Spec]:
                   "matches its colours to the picture (color_match) and pastes it in.", size=(360, 340)),
         ], [
             *remote_links, *crop_links,
+            (7, 0, 8, "provider"), (6, "image", 8, "image"), (6, "mask", 8, "mask"),
+            (6, "stitch", 9, "stitch"), (8, "IMAGE", 9, "image"), (9, 0, 10, "images"),
+        ]),
+        Spec("outpaint_remote", [
+            N(1, "LoadImage", (0, 0), {"image": SAMPLE}, title="Picture"),
+            N(2, "ImgEditExtendCanvas", (1, 0), {"left": 0, "top": 0, "right": OUTPAINT_RIGHT, "bottom": 0,
+                                                  "fill": "surround", "overlap": 32}),
+            N(3, "ImgEditCropToMask", (1, 1), {"context": 0.25, "max_edge": 768, "multiple_of": 8, "target_edge": 512,
+                                                "regions": "together"}),
+            N(4, "ImgEditDezgo", (2, 0), {}),
+            N(5, "ImgEditInpaint", (3, 0), dict(common, prompt="a sunny landscape with green hills, a lake and a blue sky, detailed",
+                                                    strength=1.0, steps=30, keep_unmasked=True)),
+            N(6, "ImgEditStitch", (4, 0), {"feather": 8, "color_match": "lab"}),
+            N(7, "SaveImage", (4, 1), {"filename_prefix": "imgedit/outpaint_remote"}),
+            _note(8, (2, 1), PAID_NOTE.format(env="DEZGO_API_KEY") +
+                  f"\n\nOutpainting: Extend Canvas adds {OUTPAINT_RIGHT} px on the right, filled from the picture's own "
+                  "colours (no seam), and masks the new strip (ramping 32 px into the original). Crop To Mask sends only "
+                  "that border region, scaled to 512 px; Stitch pastes the result into the larger picture, the rest of "
+                  "the original untouched.", size=(360, 340)),
+        ], [
+            (1, "IMAGE", 2, "image"), (2, "image", 3, "image"), (2, "mask", 3, "mask"),
+            (4, 0, 5, "provider"), (3, "image", 5, "image"), (3, "mask", 5, "mask"),
+            (3, "stitch", 6, "stitch"), (5, "IMAGE", 6, "image"), (6, 0, 7, "images"),
+        ]),
+        Spec("regions_two_prompts_remote", [
+            N(1, "LoadImage", (0, 0), {"image": SAMPLE}, title="Picture"),
+            N(2, "LoadImage", (0, 1), {"image": SAMPLE_MASK}, title="Mask picture: the cloud"),
+            N(3, "ImgEditMaskFromImage", (1, 0), {"threshold": 0.5, "invert": False}),
+            N(4, "SolidMask", (1, 1), {"value": 1.0, "width": 200, "height": 70}, title="Second region: the lake"),
+            N(5, "MaskComposite", (1, 2), {"x": 480, "y": 400, "operation": "add"}),
+            N(6, "ImgEditCropToMask", (2, 1), {"context": 0.5, "max_edge": 768, "multiple_of": 8, "target_edge": 512,
+                                                "regions": "separately"}),
+            N(7, "ImgEditModelsLab", (2, 0), {}),
+            N(8, "ImgEditInpaint", (3, 0), dict(common, prompt="a red hot-air balloon in the sky, detailed\n---\n"
+                                                                   "a small white sailing boat on a blue lake, detailed",
+                                                    strength=1.0, steps=31, keep_unmasked=True)),
+            N(9, "ImgEditStitch", (4, 0), {"feather": 8, "color_match": "lab"}),
+            N(10, "SaveImage", (4, 1), {"filename_prefix": "imgedit/regions_two_prompts_remote"}),
+            _note(11, (3, 1), PAID_NOTE.format(env="MODELSLAB_API_KEY") +
+                  "\n\nTwo regions, two prompts: the mask has two separate parts (the cloud, and a box on the lake), so "
+                  "Crop To Mask (regions: separately) makes two crops, in reading order: the cloud first. The prompt holds "
+                  "one prompt per crop, separated by a line that is exactly ---; crop i gets prompt i. Stitch puts both "
+                  "back into the one picture.", size=(360, 340)),
+        ], [
+            (2, "IMAGE", 3, "image"), (3, 0, 5, "destination"), (4, 0, 5, "source"),
+            (1, "IMAGE", 6, "image"), (5, 0, 6, "mask"),
             (7, 0, 8, "provider"), (6, "image", 8, "image"), (6, "mask", 8, "mask"),
             (6, "stitch", 9, "stitch"), (8, "IMAGE", 9, "image"), (9, 0, 10, "images"),
         ]),

@@ -20,6 +20,7 @@ import pytest
 from comfyui_server import PACK_ROOT
 from comfyui_session import BROWSER_TEST_KEY
 from comfyui_workflow import ui_to_api
+from test_comfyui_2_workflows import WORKFLOWS  # every example workflow: one list
 
 pytestmark = pytest.mark.comfyui
 
@@ -28,8 +29,6 @@ CHROMEDRIVER = os.environ.get("IMGEDIT_CHROMEDRIVER", "/usr/bin/chromedriver")
 PAID_SUFFIX = " ($ paid credits)"
 PAID_COLOR = "#6b4a12"
 REMOTE_NODES = ["ImgEditDezgo", "ImgEditSDAPI", "ImgEditModelsLab", "ImgEditImagePipeline"]
-WORKFLOWS = ["mask_prep", "img2img_local", "inpaint_local", "img2img_checkpoint", "inpaint_checkpoint",
-             "edit_kontext", "inpaint_flux_fill", "img2img_remote", "inpaint_crop_stitch_remote"]
 APP = "window.comfyAPI.app.app"
 
 

@@ -54,6 +54,9 @@ def test_new_inputs_are_appended_and_new_nodes_registered(comfy):
     assert list(info["ImgEditCropLike"]["input"]["required"]) == ["stitch"]
     assert info["ImgEditCropLike"]["output"] == ["IMAGE", "MASK"]
     assert list(info["ImgEditFillMasked"]["input"]["required"]) == ["image", "mask", "mode"]
+    assert _schema_names(info, "ImgEditExtendCanvas") == ["image", "left", "top", "right", "bottom", "fill", "overlap"]
+    assert info["ImgEditExtendCanvas"]["category"] == "ImgEdit/mask" and info["ImgEditExtendCanvas"]["output"] == ["IMAGE", "MASK"]
+    assert info["ImgEditExtendCanvas"]["input"]["required"]["fill"][1]["default"] == "surround"
 
 
 def test_crop_separately_edit_remotely_stitch_with_colour_match(comfy):
