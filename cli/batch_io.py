@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from ..nodes.core.errors import InputError
+from ..nodes.core.files import atomic_write
 
 PICTURE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 REPORT = "report.jsonl"
@@ -82,18 +83,10 @@ def write_outputs(images, out: Path, name: str) -> list[Path]:
     for picture, path in zip(images, paths):
         kind = Image.registered_extensions().get(path.suffix.lower(), "PNG")
         options = {"quality": 95} if kind in ("JPEG", "WEBP") else {}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=str(out))
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                img.tensor_to_pil(picture).save(handle, format=kind, **options)
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a result is an ordinary file
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        encoded = io.BytesIO()
+        img.tensor_to_pil(picture).save(encoded, format=kind, **options)
+        # an ordinary file (not the private mode of a temp file); no fsync: the journal keeps the result
+        atomic_write(path, encoded.getvalue(), mode=0o666 & ~_UMASK, durable=False)
     return paths
 
 

@@ -1,8 +1,6 @@
 """Shared pytest setup: keep the developer's real keys, service URLs and journal out of every test;
 one torch thread and the tiny local models for the local-provider tests."""
 
-import os
-
 import pytest
 
 _SECRET_ENV = (

@@ -16,7 +16,7 @@ the core template (full denoise, where a flow model starts from pure noise), low
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..core.errors import InputError
 from ..core.request import EditRequest

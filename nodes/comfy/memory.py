@@ -78,7 +78,7 @@ def claim(ticket: Any, work_bytes: int, weights_bytes: int = 0) -> None:
 
 
 def cache_view() -> dict:
-    from .core.providers.local_diffusers import cache_stats
+    from ..core.providers.local_diffusers import cache_stats
 
     stats = cache_stats()
     return {"models": stats["models"], "loads": stats["loads"], "hits": stats["hits"]}

@@ -241,20 +241,26 @@ def test_progress_and_previews_count_the_steps_that_run(comfy, tmp_path):
     assert len(previews) == 12 and all(p[:2] == b"\xff\xd8" for p in previews)  # JPEG, one per step
 
 
-def test_cancel_stops_a_long_run_within_a_second(comfy, tmp_path):
-    nodes = _img2img_graph(comfy, tmp_path, "cancel", strength=1.0, steps=150, seed=8, samples=1)
+def interrupt_at_step(comfy, nodes: dict, node: str = "4", step: int = 3) -> tuple[float, int, dict]:
+    """Queue ``nodes``, ``POST /interrupt`` once ``node`` reports ``step``: (seconds until ComfyUI said the
+    run ended, the last step reported, the prompt's history entry)."""
     with comfy.client.socket() as ws:
         prompt_id = comfy.client.queue_prompt(nodes)
-        _wait_until(lambda: any(p.get("node") == "4" and p["value"] >= 3 for p in ws.of_type("progress")),
+        _wait_until(lambda: any(p.get("node") == node and p["value"] >= step for p in ws.of_type("progress")),
                     timeout=120, poll=0.01)
         asked = time.monotonic()
         comfy.client.post_json("/interrupt", {})
         _wait_until(lambda: ws.of_type("execution_interrupted") or ws.of_type("execution_success"),
                     timeout=30, poll=0.01)
         took = time.monotonic() - asked
-        time.sleep(0.5)
-        last_step = max(p["value"] for p in ws.of_type("progress") if p.get("node") == "4")
-    entry = comfy.client.history(prompt_id)[prompt_id]
+        time.sleep(0.5)  # the last frames are sent from the server's loop after the prompt ends
+        last_step = max(p["value"] for p in ws.of_type("progress") if p.get("node") == node)
+    return took, last_step, comfy.client.history(prompt_id)[prompt_id]
+
+
+def test_cancel_stops_a_long_run_within_a_second(comfy, tmp_path):
+    nodes = _img2img_graph(comfy, tmp_path, "cancel", strength=1.0, steps=150, seed=8, samples=1)
+    took, last_step, entry = interrupt_at_step(comfy, nodes)
     assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]], entry["status"]
     print(f"\ncancel (ComfyUI model): interrupted {took:.2f} s after POST /interrupt, at step {last_step} of 150")
     assert took <= 1.0, f"Cancel took {took:.2f} s"

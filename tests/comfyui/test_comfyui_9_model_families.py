@@ -19,8 +19,7 @@ import pytest
 from PIL import Image
 
 from comfyui_workflow import api_node
-from test_comfyui_5_runtime import _wait_until
-from test_comfyui_9_comfy_model import _mask_picture, _max_diff, _picture, _saved, _upload
+from test_comfyui_9_comfy_model import _mask_picture, _max_diff, _picture, _saved, _upload, interrupt_at_step
 
 pytestmark = pytest.mark.comfyui
 
@@ -250,18 +249,7 @@ def test_progress_previews_and_cancel_per_family(comfy, tmp_path, family):
     assert len(previews) == 2 and all(p[:2] == b"\xff\xd8" for p in previews)
 
     nodes["4"]["inputs"].update(steps=150, strength=1.0, seed=4)
-    with comfy.client.socket() as ws:
-        prompt_id = comfy.client.queue_prompt(nodes)
-        _wait_until(lambda: any(p.get("node") == "4" and p["value"] >= 3 for p in ws.of_type("progress")),
-                    timeout=120, poll=0.01)
-        asked = time.monotonic()
-        comfy.client.post_json("/interrupt", {})
-        _wait_until(lambda: ws.of_type("execution_interrupted") or ws.of_type("execution_success"),
-                    timeout=30, poll=0.01)
-        took = time.monotonic() - asked
-        time.sleep(0.3)
-        last_step = max(p["value"] for p in ws.of_type("progress") if p.get("node") == "4")
-    entry = comfy.client.history(prompt_id)[prompt_id]
+    took, last_step, entry = interrupt_at_step(comfy, nodes)
     print(f"{family}: cancelled in {took:.2f} s at step {last_step} of 150")
     assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]], entry["status"]
     assert took <= 1.0 and last_step < 150
