@@ -23,6 +23,8 @@ sent, at the model's size, and everything away from the overlap stays the origin
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -134,8 +136,8 @@ def _surround_fill(picture: torch.Tensor, out: torch.Tensor, left: int, top: int
     # Level 1: row pairs on the [H,W,3] picture (long contiguous rows), then columns on [3,h,W].
     rows = _pair_mean(picture.detach().cpu().numpy(), 0, top % 2, halve=False)  # sums: halved below, at 1/4 the size
     level_one = np.empty((3, rows.shape[0], (left % 2 + width + 1) // 2), np.float32)
-    for channel in range(3):  # the transpose folded in (as in _upsampled)
-        _pair_mean(rows[..., channel], 1, left % 2, out=level_one[channel])
+    # the transpose folded in (as in _upsampled); one channel a task
+    _in_parallel(lambda channel: _pair_mean(rows[..., channel], 1, left % 2, out=level_one[channel]), [(c,) for c in range(3)])
     level_one *= np.float32(0.5)
     one_at = (top // 2, left // 2)
     level_two = _pair_mean(_pair_mean(level_one, 1, one_at[0] % 2), 2, one_at[1] % 2)
@@ -158,9 +160,8 @@ def _surround_fill(picture: torch.Tensor, out: torch.Tensor, left: int, top: int
     # The new area as up to four bands: top and bottom across the whole width, left and right beside the picture.
     bands = ((0, top, 0, new_w), (top + height, new_h, 0, new_w),
              (top, top + height, 0, left), (top, top + height, left + width, new_w))
-    for y0, y1, x0, x1 in bands:
-        if y1 <= y0 or x1 <= x0:
-            continue
+
+    def fill_band(y0: int, y1: int, x0: int, x1: int) -> None:
         (r0, r1), (c0, c1) = coarse_span(y0, y1, (new_h + 1) // 2), coarse_span(x0, x1, (new_w + 1) // 2)
         half = _upsampled(estimate, (0, 0), r0, r1, c0, c1)
         # Where level 1 knows the picture, its estimate is the picture's block mean.
@@ -169,6 +170,21 @@ def _surround_fill(picture: torch.Tensor, out: torch.Tensor, left: int, top: int
         if ky1 > ky0 and kx1 > kx0:
             half[:, ky0 - r0:ky1 - r0, kx0 - c0:kx1 - c0] = level_one[:, ky0 - one_at[0]:ky1 - one_at[0], kx0 - one_at[1]:kx1 - one_at[1]]
         _upsampled(half, (r0, c0), y0, y1, x0, x1, out=out[y0:y1, x0:x1].numpy())
+
+    _in_parallel(fill_band, [band for band in bands if band[1] > band[0] and band[3] > band[2]])
+
+
+def _in_parallel(work, items: list) -> None:
+    """``work(*item)`` for each item, on two threads: the bands are independent and numpy's ufuncs
+    release the GIL, so the second core does half of the memory-bound upsampling (1.3x faster on
+    the 2-core machine, ``bench/bench_outpaint.py``)."""
+    if len(items) < 2:
+        for item in items:
+            work(*item)
+        return
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(work, *item) for item in items]:
+            done.result()
 
 
 def _blend_seams(picture: torch.Tensor, out: torch.Tensor, left: int, top: int) -> None:
@@ -200,13 +216,17 @@ def _blend_seams(picture: torch.Tensor, out: torch.Tensor, left: int, top: int) 
     if right:
         sides["right"] = (canvas[:, left + width:left + width + SEAM_BLEND].transpose(1, 0, 2), along_y[:, -1], (top, top + height))
     continued = {}
-    for name, (band, line, (start, stop)) in sides.items():
+
+    def blend_side(name: str) -> None:
+        band, line, (start, stop) = sides[name]
         continued[name] = _continued(line, band.shape[0])
         weight = _smoothstep(np.arange(1, band.shape[0] + 1) / SEAM_BLEND)[:, None, None]
         part, along = band[:, start:stop], continued[name][:, start:stop]
         part -= along  # lerp(along, fill, weight) in place
         part *= weight
         part += along
+
+    _in_parallel(blend_side, [(name,) for name in sides])
     for across in ("top", "bottom"):
         for beside in ("left", "right"):
             if across not in sides or beside not in sides:
