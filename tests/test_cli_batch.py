@@ -21,19 +21,10 @@ from comfyui_imgedit.cli import batch as cli_batch
 from comfyui_imgedit.cli import main
 from comfyui_imgedit.cli.batch import name_seed
 from comfyui_imgedit.nodes.core import images as img
-from comfyui_imgedit.sandbox import SandboxServer
-from remote_support import KEY
+from remote_support import sandbox  # noqa: F401 - the sandbox fixture
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"wide.png": (300, 200), "tall.jpg": (180, 420), "big.png": (1500, 1000), "square.webp": (256, 256)}
-
-
-@pytest.fixture
-def sandbox(monkeypatch):
-    with SandboxServer(key=KEY) as sb:
-        for name, value in sb.environ().items():
-            monkeypatch.setenv(name, value)
-        yield sb
 
 
 def folder_of_pictures(folder: Path, broken: bool = True) -> Path:
