@@ -81,7 +81,7 @@ def bare_run(provider: str, pictures: Path) -> float:
 
     args = build_parser().parse_args(["img2img", "--provider", provider, "--image", "x", "--prompt", "bench", "-o", "x"])
     client = make_provider(provider, args)
-    tensors = [(path.name, img.pil_to_tensor(img._open(path.read_bytes(), path.name))) for path in sorted(pictures.iterdir())]
+    tensors = [(path.name, img.decode_image(path.read_bytes(), path.name)) for path in sorted(pictures.iterdir())]
     started = time.monotonic()
     with cf.ThreadPoolExecutor(client.max_concurrency) as pool:
         answers = list(pool.map(lambda item: client.edit(EditRequest(prompt="bench", image=item[1], strength=0.5,

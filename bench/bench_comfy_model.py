@@ -58,7 +58,7 @@ def _load_pack():
     pack = importlib.util.module_from_spec(spec)
     sys.modules["comfyui_imgedit"] = pack
     spec.loader.exec_module(pack)
-    from comfyui_imgedit.nodes.comfy.node import ImgEditComfyModel
+    from comfyui_imgedit.nodes.runtime.node import ImgEditComfyModel
     from comfyui_imgedit.nodes.core.edit import run_edit
 
     return ImgEditComfyModel, run_edit

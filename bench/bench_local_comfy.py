@@ -72,8 +72,8 @@ def main(argv=None) -> int:
     dlog.disable_progress_bar()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from comfyui_imgedit.nodes.comfy import memory as comfy_memory
-    from comfyui_imgedit.nodes.comfy.hooks import comfy_hooks
+    from comfyui_imgedit.nodes.runtime import memory as comfy_memory
+    from comfyui_imgedit.nodes.runtime.hooks import comfy_hooks
     from comfyui_imgedit.nodes.core.edit import run_edit
     from comfyui_imgedit.nodes.core.providers import local_diffusers as ld
     from comfyui_imgedit.nodes.core.request import Hooks

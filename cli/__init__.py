@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence
 from ..nodes.core.errors import ImgEditError, InputError
 from ..nodes.core.request import Cancelled, Hooks
 from ..nodes.core.services import SERVICES
+from .batch_io import load_mask, load_picture, write_outputs
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PROVIDERS = (*SERVICES, "local")
@@ -69,7 +70,6 @@ def _print_progress(done: int, total: int, text: str) -> None:
 
 
 def run_edit_command(args: argparse.Namespace) -> dict[str, Any]:
-    from ..nodes.core import images as img
     from ..nodes.core.edit import run_edit
 
     if args.prompt is None:
@@ -77,12 +77,12 @@ def run_edit_command(args: argparse.Namespace) -> dict[str, Any]:
     if not args.image:
         raise InputError("--image is required: a picture file or a folder of pictures (or give --manifest).")
 
-    image = img.pil_to_tensor(_open(args.image, "--image"))
+    image = load_picture(Path(args.image), "--image")
     mask = None
     if args.command == "inpaint":
         if not args.mask:
             raise InputError("--mask is required for inpaint: a picture where white = change, black = keep.")
-        mask = img.pil_to_mask(_open(args.mask, "--mask"))
+        mask = load_mask(Path(args.mask), "--mask")
     from ..nodes.core.journal import open_journal
 
     provider = make_provider(args.provider, args)
@@ -95,29 +95,10 @@ def run_edit_command(args: argparse.Namespace) -> dict[str, Any]:
     return {"written": [str(p) for p in written], **outcome.info}
 
 
-def _open(path: str, flag: str):
-    from PIL import Image
-
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            return picture.copy()
-    except (OSError, ValueError) as error:
-        raise InputError(f"{flag} {path!r} could not be read as a picture ({error}).") from None
-
-
 def _save(images, output: Path) -> list[Path]:
-    """One file per image: ``out.png``, or ``out_0.png``, ``out_1.png``… for several."""
-    from ..nodes.core import images as img
-
+    """One file per image: ``out.png``, or ``out_0.png``, ``out_1.png``… for several (written as the folder mode does)."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    if images.shape[0] == 1:
-        paths = [output]
-    else:
-        paths = [output.with_name(f"{output.stem}_{i}{output.suffix or '.png'}") for i in range(images.shape[0])]
-    for picture, path in zip(images, paths):
-        img.tensor_to_pil(picture).save(path)
-    return paths
+    return write_outputs(images, output.parent, output.name)
 
 
 DEMO_TARGET_EDGE = 512
@@ -132,8 +113,8 @@ def run_demo(out_dir: Path) -> dict[str, Any]:
     from ..sandbox import SandboxServer
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    picture = img.pil_to_tensor(_open(str(ASSETS / "sample.png"), "sample"))[None]
-    painted = img.pil_to_mask(_open(str(ASSETS / "sample_mask.png"), "sample mask"))[None]
+    picture = load_picture(ASSETS / "sample.png", "sample")[None]
+    painted = load_mask(ASSETS / "sample_mask.png", "sample mask")[None]
     steps: list[str] = []
 
     mask = masks.grow_mask(painted, 8, "round")

@@ -68,7 +68,7 @@ def output_paths(out: Path, name: str, count: int) -> list[Path]:
     """The input's own name; several samples: ``stem_0.ext``, ``stem_1.ext``…"""
     if count == 1:
         return [out / name]
-    stem, suffix = Path(name).stem, Path(name).suffix
+    stem, suffix = Path(name).stem, Path(name).suffix or ".png"
     return [out / f"{stem}_{i}{suffix}" for i in range(count)]
 
 

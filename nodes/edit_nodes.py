@@ -12,7 +12,7 @@ import json
 
 from comfy_api.latest import io
 
-from .comfy.hooks import comfy_hooks, comfy_interrupts
+from .runtime.hooks import comfy_hooks, comfy_interrupts
 from .comfy_types import PROVIDER
 from .core.edit import run_edit
 from .core.journal import open_journal

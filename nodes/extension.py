@@ -13,7 +13,7 @@ log = logging.getLogger("comfyui_imgedit")
 # (module, function, what a failure means): each step imported only here, at ComfyUI's start.
 _SERVER_SIDE_STEPS = (
     ("key_routes", "register_with_comfyui", "the API-key settings route is unavailable"),
-    ("comfy.memory", "register_cache_route", "the local cache route is unavailable"),
+    ("runtime.memory", "register_cache_route", "the local cache route is unavailable"),
     ("journal_routes", "start_journal", "the journal settings route is unavailable"),
     ("assets", "install_sample_inputs", "could not copy the sample pictures into ComfyUI's input folder"),
 )
@@ -26,13 +26,13 @@ def _server_side_setup() -> None:
         try:
             getattr(importlib.import_module(f".{module}", __package__), function)()
         except Exception as error:  # pragma: no cover - only inside ComfyUI
-            log.warning("ImgEdit: %s: %s", failure, error)
+            log.warning("ImgEdit: could not finish a start-up step (%s): %s", failure, error)
 
 
 # Before the node modules: the key route works even if a node module fails to import.
 _server_side_setup()
 
-from .comfy import node as comfy_model_node  # noqa: E402
+from .runtime import node as comfy_model_node  # noqa: E402
 from . import edit_nodes, local_nodes, mask_nodes, provider_nodes  # noqa: E402
 
 

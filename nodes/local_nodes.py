@@ -2,7 +2,7 @@
 
 A thin V3 node: it lists the models ComfyUI's folders hold, turns the chosen inputs into a
 :class:`~.core.providers.local_diffusers.LocalDiffusersProvider` (cheap: nothing is loaded here)
-and hands ComfyUI's memory management to it (:mod:`.comfy.memory`). The ImgEditImg2Img /
+and hands ComfyUI's memory management to it (:mod:`.runtime.memory`). The ImgEditImg2Img /
 ImgEditInpaint nodes run it.
 ComfyUI modules are imported inside functions so importing this module stays cheap.
 """
@@ -37,10 +37,10 @@ def model_roots() -> ModelRoots:
 
 def memory_hooks():
     """ComfyUI's model management as the provider's :class:`MemoryHooks`: its device and dtype
-    choices, and its accounting of the cached pipelines (see :mod:`.comfy.memory`)."""
+    choices, and its accounting of the cached pipelines (see :mod:`.runtime.memory`)."""
     import comfy.model_management as mm
 
-    from .comfy import memory as comfy_memory
+    from .runtime import memory as comfy_memory
     from .core.providers.local_diffusers import MemoryHooks
 
     def auto_dtype(device) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comfyui_imgedit.nodes.comfy.conditioning import check_reference_inputs
-from comfyui_imgedit.nodes.comfy.families import INSTRUCT_PIX2PIX, QWEN_EDIT, REFERENCE_LATENT, ModelTraits
+from comfyui_imgedit.nodes.runtime.conditioning import check_reference_inputs
+from comfyui_imgedit.nodes.runtime.families import INSTRUCT_PIX2PIX, QWEN_EDIT, REFERENCE_LATENT, ModelTraits
 from comfyui_imgedit.nodes.core.errors import InputError
 
 

@@ -205,7 +205,7 @@ def test_cached_pipelines_are_listed_with_comfyuis_models_and_freed_by_it(comfy)
     ticket.detach(unpatch_all=True)
     assert ld.cache_stats()["models"] == [] and log == []
     # kept alive past its detach (its death would edit ComfyUI's model list mid-walk), until our next call
-    from comfyui_imgedit.nodes.comfy import memory as comfy_memory
+    from comfyui_imgedit.nodes.runtime import memory as comfy_memory
 
     assert comfy_memory._UNLOADED == [ticket]
     provider.edit(request, Hooks())
@@ -226,7 +226,7 @@ def test_pipelines_stay_on_the_gpu_as_comfyuis_models_do(comfy):
 def test_a_claim_adds_the_weights_only_where_comfyui_counts_them_loaded_already(comfy):
     """ComfyUI counts a ticket it does not list as loaded by itself; one it lists as loaded while the
     weights went back to the CPU (after a --lowvram run) must ask for the weights too."""
-    from comfyui_imgedit.nodes.comfy import memory as comfy_memory
+    from comfyui_imgedit.nodes.runtime import memory as comfy_memory
 
     mm = sys.modules["comfy.model_management"]
     ticket = _FakeModelPatcher(None, torch.device("cuda"), torch.device("cpu"), size=1000)

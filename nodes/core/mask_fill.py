@@ -102,27 +102,46 @@ def coarse_span(start: int, stop: int, size: int) -> tuple[int, int]:
 def upsample2(coarse: np.ndarray) -> np.ndarray:
     """``[C,h,w]`` -> ``[C,2h,2w]`` bilinear, half-pixel centres, edges repeated (torch's
     ``interpolate(scale_factor=2, mode="bilinear", align_corners=False)``, done separably)."""
-    return _upsample_axis(_upsample_axis(coarse, 1), 2)
+    return upsample_axis(upsample_axis(coarse, 1, 0, 2 * coarse.shape[1]), 2, 0, 2 * coarse.shape[2])
 
 
-def _upsample_axis(c: np.ndarray, axis: int) -> np.ndarray:
-    """Fine cells ``2k`` and ``2k+1`` sit a quarter cell before and after coarse cell ``k``:
-    ``0.75 c[k] + 0.25 c[k-1]`` and ``0.75 c[k] + 0.25 c[k+1]``, the edge cell repeated."""
-    def cut(array, part):
+def upsample_axis(coarse: np.ndarray, axis: int, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Fine cells ``start:stop`` along ``axis`` of ``coarse`` upsampled 2x: fine ``2k`` is
+    ``3/4 c[k] + 1/4 c[k-1]``, fine ``2k+1`` is ``3/4 c[k] + 1/4 c[k+1]`` (a missing neighbour: ``c[k]``),
+    written into ``out`` (any strided view) if given.
+
+    Strided slices and one add per parity: 2-3x faster than gathering the taps with ``np.take``
+    (and than torch's two-thread gathers on the shared 2-core machine)."""
+    def cut(array: np.ndarray, part: slice) -> np.ndarray:
         index = [slice(None)] * array.ndim
         index[axis] = part
         return array[tuple(index)]
 
-    shape = list(c.shape)
-    shape[axis] *= 2
-    out = np.empty(shape, np.float32)
-    three_quarters = c * np.float32(0.75)
-    quarter = c * np.float32(0.25)
-    even, odd = cut(out, slice(0, None, 2)), cut(out, slice(1, None, 2))
-    np.add(cut(three_quarters, slice(1, None)), cut(quarter, slice(None, -1)), out=cut(even, slice(1, None)))
-    np.add(cut(three_quarters, slice(None, -1)), cut(quarter, slice(1, None)), out=cut(odd, slice(None, -1)))
-    cut(even, slice(0, 1))[...] = cut(c, slice(0, 1))
-    cut(odd, slice(-1, None))[...] = cut(c, slice(-1, None))
+    if out is None:
+        shape = list(coarse.shape)
+        shape[axis] = stop - start
+        out = np.empty(shape, np.float32)
+    size = coarse.shape[axis]
+    # fine 2k = c[k] - step[k-1], fine 2k+1 = c[k] + step[k], with step[k] = (c[k+1] - c[k]) / 4:
+    # one temporary instead of 3/4 c and 1/4 c.
+    step = np.subtract(cut(coarse, slice(1, None)), cut(coarse, slice(None, -1)))
+    step *= np.float32(0.25)
+    for parity, ufunc in ((0, np.subtract), (1, np.add)):
+        first = start + (parity - start) % 2
+        if first >= stop:
+            continue
+        k0, count = (first - parity) // 2, (stop - first + 1) // 2
+        target = cut(out, slice(first - start, None, 2))
+        # Cells whose neighbour lies past the level's edge repeat their own value.
+        low = 1 if parity == 0 and k0 == 0 else 0
+        high = 1 if parity == 1 and k0 + count == size else 0
+        shift = -1 if parity == 0 else 0
+        ufunc(cut(coarse, slice(k0 + low, k0 + count - high)), cut(step, slice(k0 + low + shift, k0 + count - high + shift)),
+              out=cut(target, slice(low, count - high)))
+        if low:
+            cut(target, slice(0, 1))[...] = cut(coarse, slice(k0, k0 + 1))
+        if high:
+            cut(target, slice(count - 1, count))[...] = cut(coarse, slice(k0 + count - 1, k0 + count))
     return out
 
 

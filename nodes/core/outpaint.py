@@ -30,7 +30,7 @@ import torch
 
 from . import images as img
 from .errors import InputError
-from .mask_fill import NEUTRAL_GREY, coarse_span, push_down, upsample2
+from .mask_fill import NEUTRAL_GREY, coarse_span, push_down, upsample2, upsample_axis
 
 EXTEND_FILL_MODES = ("surround", "edge", "neutral")
 MAX_EXTEND = 4096
@@ -302,51 +302,11 @@ def _upsampled(coarse: np.ndarray, origin: tuple[int, int], y0: int, y1: int, x0
     ``coarse`` is past the level's edge (whose cell is repeated). ``[3,h,w]``, or written into
     ``out [h,w,3]``."""
     if out is None:
-        rows = _upsample_axis_into(coarse, 1, y0 - 2 * origin[0], y1 - 2 * origin[0])
-        return _upsample_axis_into(rows, 2, x0 - 2 * origin[1], x1 - 2 * origin[1])
+        rows = upsample_axis(coarse, 1, y0 - 2 * origin[0], y1 - 2 * origin[0])
+        return upsample_axis(rows, 2, x0 - 2 * origin[1], x1 - 2 * origin[1])
     # Columns first, on [3,h,w] (long rows); that half-size result turned to [h,w,3] (torch's
     # transposing copy); rows last, straight into ``out``, whose rows are contiguous there. 1.5x
     # faster than rows first and then columns written one channel at a time into ``out``.
-    columns = _upsample_axis_into(coarse, 2, x0 - 2 * origin[1], x1 - 2 * origin[1])
+    columns = upsample_axis(coarse, 2, x0 - 2 * origin[1], x1 - 2 * origin[1])
     interleaved = torch.from_numpy(columns).permute(1, 2, 0).contiguous().numpy()
-    return _upsample_axis_into(interleaved, 0, y0 - 2 * origin[0], y1 - 2 * origin[0], out=out)
-
-
-def _upsample_axis_into(coarse: np.ndarray, axis: int, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Fine cells ``start:stop`` along ``axis`` of ``coarse`` upsampled 2x: fine ``2k`` is
-    ``3/4 c[k] + 1/4 c[k-1]``, fine ``2k+1`` is ``3/4 c[k] + 1/4 c[k+1]`` (a missing neighbour: ``c[k]``),
-    written into ``out`` (any strided view) if given.
-
-    Strided slices and one add per parity: 2-3x faster than gathering the taps with ``np.take``
-    (and than torch's two-thread gathers on the shared 2-core machine)."""
-    def cut(array: np.ndarray, part: slice) -> np.ndarray:
-        index = [slice(None)] * array.ndim
-        index[axis] = part
-        return array[tuple(index)]
-
-    if out is None:
-        shape = list(coarse.shape)
-        shape[axis] = stop - start
-        out = np.empty(shape, np.float32)
-    size = coarse.shape[axis]
-    # fine 2k = c[k] - step[k-1], fine 2k+1 = c[k] + step[k], with step[k] = (c[k+1] - c[k]) / 4:
-    # one temporary instead of 3/4 c and 1/4 c.
-    step = np.subtract(cut(coarse, slice(1, None)), cut(coarse, slice(None, -1)))
-    step *= np.float32(0.25)
-    for parity, ufunc in ((0, np.subtract), (1, np.add)):
-        first = start + (parity - start) % 2
-        if first >= stop:
-            continue
-        k0, count = (first - parity) // 2, (stop - first + 1) // 2
-        target = cut(out, slice(first - start, None, 2))
-        # Cells whose neighbour lies past the level's edge repeat their own value.
-        low = 1 if parity == 0 and k0 == 0 else 0
-        high = 1 if parity == 1 and k0 + count == size else 0
-        shift = -1 if parity == 0 else 0
-        ufunc(cut(coarse, slice(k0 + low, k0 + count - high)), cut(step, slice(k0 + low + shift, k0 + count - high + shift)),
-              out=cut(target, slice(low, count - high)))
-        if low:
-            cut(target, slice(0, 1))[...] = cut(coarse, slice(k0, k0 + 1))
-        if high:
-            cut(target, slice(count - 1, count))[...] = cut(coarse, slice(k0 + count - 1, k0 + count))
-    return out
+    return upsample_axis(interleaved, 0, y0 - 2 * origin[0], y1 - 2 * origin[0], out=out)

@@ -50,7 +50,7 @@ def main(checkpoint: str, pack_parent: str) -> int:
 
     comfy.sample.sample, conditionings = recorded_sample, []
 
-    from comfyui_imgedit.nodes.comfy.provider import ComfyModelProvider
+    from comfyui_imgedit.nodes.runtime.provider import ComfyModelProvider
     from comfyui_imgedit.nodes.core.edit import run_edit
 
     model, clip, vae = comfy.sd.load_checkpoint_guess_config(checkpoint, output_vae=True, output_clip=True)[:3]

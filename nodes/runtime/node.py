@@ -51,9 +51,9 @@ class ImgEditComfyModel(io.ComfyNode):
                                          "layout. Off: plain img2img / inpaint. A model with no reference path "
                                          "gives an error instead."),
                 io.Image.Input("references", optional=True,
-                               tooltip="More reference pictures (with reference on), one per picture of the batch: "
-                                       "Kontext chains one ReferenceLatent each; Qwen-Image-Edit Plus takes up to "
-                                       "two (TextEncodeQwenImageEditPlus)."),
+                               tooltip="More reference pictures (with reference on): every picture of this batch "
+                                       "is shown with each edited picture. Kontext chains one ReferenceLatent each; "
+                                       "Qwen-Image-Edit Plus takes up to two (TextEncodeQwenImageEditPlus)."),
             ],
             outputs=[PROVIDER.Output(display_name="provider",
                                      tooltip="Connect to ImgEdit Img2Img or ImgEdit Inpaint.")],
